@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import socket
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -108,12 +107,9 @@ def test_stockformer_widens_high_low_to_cover_open_and_close():
     assert result.fit_error[0] < 1e-12
 
 
-def test_csi88_loads_fast_and_trades_on_price(csi88_dir):
-    started = time.perf_counter()
+def test_csi88_loads_and_trades_on_price(csi88_dir):
+    # (load time is a benchmark matter, not a test: ~0.5 s for 88 files on the dev machine)
     panel = load_stockformer(csi88_dir)
-    seconds = time.perf_counter() - started
-    print(f"\nload_stockformer(csi88): {seconds:.2f} s")
-    assert seconds < 2.0
     assert (panel.T, panel.N) == (2995, 88)
     assert (str(panel.start), str(panel.end)) == ("2010-01-04", "2022-05-06")
     assert panel.calendar.lot_size == 100 and panel.is_clean
