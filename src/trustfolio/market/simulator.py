@@ -1,0 +1,380 @@
+"""Batched trading simulator: the balance dynamics of B portfolios on one fixed market path.
+
+The market path (prices) does not depend on what the portfolios do, so it is turned into tensors
+once, at construction; a step only moves the *balance state* — cash and holdings — of every
+portfolio at once with a handful of tensor operations (no Python loop over portfolios or stocks).
+This is the partial-offline setting of the MetaTrader paper (§2): any action can be tried on the
+historical path and gets its exact reward.
+
+Timeline of one step for a portfolio at day index `t` (a decision made at the close of `t`):
+
+1. `V_t = cash + holdings · close[t]` (the value before trading);
+2. the orders fill at `close[t]` (`fill="close"`, the papers' convention) or at `open[t+1]`
+   (`fill="next_open"`): sells first (capped at the holdings: no shorting), then buys, scaled down
+   together so that buys plus their costs never exceed the cash (no borrowing);
+3. costs are `cost_bps / 1e4` of the traded value on each side;
+4. `V_{t+1} = cash' + holdings' · close[t+1]`, reward `(V_{t+1} / V_t - 1) * reward_scale`.
+
+Accounting runs in float64 by default so that `value == cash + holdings · price` holds to rounding.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+
+from trustfolio.data.panel import Panel
+from trustfolio.errors import DataError, UserError
+
+# Fixed-point iterations that net the rebalancing costs out of a target-weights order; the error
+# shrinks by a factor `cost_rate` per iteration (1e-3 at 10 bps), so 4 reach float64 rounding.
+_COST_NETTING_ITERATIONS = 4
+
+
+@dataclass(frozen=True)
+class SimulatorConfig:
+    """How orders are executed and rewarded (see the module docstring for the timeline)."""
+
+    initial_cash: float = 1_000_000.0
+    hmax: float = 100.0  # shares per unit of a share order: action 1.0 buys hmax shares
+    cost_bps: float = 10.0  # proportional cost per side, basis points of traded value
+    fill: Literal["close", "next_open"] = "close"  # decision at close t fills at close t or open t+1
+    round_lots: bool = False  # floor share quantities toward zero to panel.calendar.lot_size
+    order_mode: Literal["shares", "weights"] = "shares"
+    reward_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not self.initial_cash > 0:
+            raise UserError(f"SimulatorConfig: initial_cash must be positive, got {self.initial_cash}")
+        if not self.hmax > 0:
+            raise UserError(f"SimulatorConfig: hmax must be positive, got {self.hmax}")
+        if not 0 <= self.cost_bps < 10_000:
+            raise UserError(f"SimulatorConfig: cost_bps must be in [0, 10000), got {self.cost_bps}")
+        if self.fill not in ("close", "next_open"):
+            raise UserError(f"SimulatorConfig: fill must be 'close' or 'next_open', got {self.fill!r}")
+        if self.order_mode not in ("shares", "weights"):
+            raise UserError(
+                f"SimulatorConfig: order_mode must be 'shares' or 'weights', got {self.order_mode!r}"
+            )
+
+    @property
+    def cost_rate(self) -> float:
+        """Cost as a fraction of traded value (10 bps -> 0.001)."""
+        return self.cost_bps / 10_000.0
+
+
+@dataclass
+class BalanceState:
+    """What the actions change: cash and holdings of each of the B portfolios at day index `t`."""
+
+    cash: torch.Tensor  # [B]
+    holdings: torch.Tensor  # [B, N] shares
+    t: torch.Tensor  # LongTensor [B], day index in the panel
+    value: torch.Tensor  # [B] = cash + holdings · close[t]
+
+
+@dataclass
+class StepResult:
+    """The outcome of one step of every portfolio."""
+
+    reward: torch.Tensor  # [B] (V_{t+1} / V_t - 1) * reward_scale
+    value: torch.Tensor  # [B] V_{t+1}
+    costs: torch.Tensor  # [B] paid this step
+    traded_value: torch.Tensor  # [B] sum |shares traded| * fill price
+    done: torch.Tensor  # BoolTensor [B]: the portfolio reached its end day
+    state: BalanceState
+
+
+def execute_orders(
+    cash: torch.Tensor,
+    holdings: torch.Tensor,
+    share_orders: torch.Tensor,
+    price: torch.Tensor,
+    cost_rate: float,
+    lot_size: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Execute signed share orders (`+` buy, `-` sell) of B portfolios at `price`.
+
+    Sells go first and are capped at the holdings (no shorting). Buys are then scaled down, all by
+    the same factor within a portfolio, so that their value plus costs fits in the cash including
+    the sale proceeds net of their costs (no borrowing). With `lot_size`, quantities are floored
+    toward zero to whole lots after capping and after scaling, so flooring never over-sells or
+    over-spends.
+
+    Shapes: `cash [B]`, `holdings [B,N]`, `share_orders [B,N]`, `price [B,N]` or `[N]`.
+    Returns `(cash, holdings, costs, traded_value)`, with `costs == cost_rate * traded_value` and
+    `traded_value == sum |shares traded| * price`.
+    """
+    # Sells capped at the holdings: an order below -holdings becomes -holdings.
+    trades = torch.maximum(share_orders, holdings.neg())
+    if lot_size is not None:
+        trades = _truncate_to_lots(trades, lot_size)
+    buys = trades.clamp_min(0.0)
+    buy_value = (buys * price).sum(-1)
+    # clamp: with tiny sells, rounding could make the difference a hair negative
+    sell_value = (buy_value - (trades * price).sum(-1)).clamp_min(0.0)
+
+    # Buys plus their costs must fit in the cash after the sales (net of the sales' costs).
+    cash_after_sales = torch.add(cash, sell_value, alpha=1.0 - cost_rate)
+    buy_cost = buy_value * (1.0 + cost_rate)
+    scale = torch.where(buy_cost > cash_after_sales, cash_after_sales / buy_cost, 1.0)
+    # Shrink the buys only: trades + buys * (scale - 1) leaves the sells (where buys == 0) exact.
+    trades = torch.addcmul(trades, buys, (scale - 1.0).unsqueeze(-1))
+    if lot_size is not None:
+        trades = _truncate_to_lots(trades, lot_size)
+        buy_value = (trades * price).clamp_min(0.0).sum(-1)
+    else:
+        buy_value = buy_value * scale
+
+    traded_value = sell_value + buy_value
+    costs = traded_value * cost_rate
+    # clamp: `cash / buy_cost * buy_cost` may exceed the cash by one rounding error.
+    new_cash = torch.sub(cash_after_sales, buy_value, alpha=1.0 + cost_rate).clamp_min(0.0)
+    return new_cash, holdings + trades, costs, traded_value
+
+
+def target_weights_to_orders(
+    cash: torch.Tensor,
+    holdings: torch.Tensor,
+    weights: torch.Tensor,
+    price: torch.Tensor,
+    cost_rate: float,
+) -> torch.Tensor:
+    """Signed share orders that move each portfolio to the target `weights` [B,N] at `price`.
+
+    Weights are fractions of the portfolio value *after* paying the costs of this rebalance (the
+    rest, `1 - sum(weights)`, stays in cash), so the orders are affordable: the net value solves
+    `V' = V - cost_rate * sum_i |w_i V' - h_i p_i|`, found by fixed-point iteration.
+    """
+    position_value = holdings * price
+    gross_value = cash + position_value.sum(-1)
+    net_value = gross_value
+    if cost_rate > 0:
+        for _ in range(_COST_NETTING_ITERATIONS):
+            turnover = (weights * net_value.unsqueeze(-1) - position_value).abs().sum(-1)
+            net_value = gross_value - cost_rate * turnover
+    target_shares = weights * net_value.unsqueeze(-1) / price
+    return target_shares - holdings
+
+
+def _truncate_to_lots(shares: torch.Tensor, lot_size: int) -> torch.Tensor:
+    """Signed share quantities rounded toward zero to whole lots (never more than asked for)."""
+    return torch.trunc(shares / lot_size) * lot_size
+
+
+class Simulator:
+    """B portfolios trading the same panel, each from its own start day, stepped together.
+
+    Market state (day index, prices) and balance state (cash, holdings) are exposed separately:
+    `market_index()` / `prices()` versus `state`.
+    """
+
+    def __init__(
+        self,
+        panel: Panel,
+        config: SimulatorConfig = SimulatorConfig(),  # noqa: B008 - frozen, hence a safe default
+        *,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float64,
+    ) -> None:
+        if not panel.is_clean:
+            raise DataError(
+                f"{panel.name}: the simulator needs a price for every stock on every day, but the panel "
+                "has missing open/close prices; run trustfolio.data.cleaning.clean(panel) first"
+            )
+        if dtype not in (torch.float64, torch.float32):
+            raise UserError(f"Simulator: dtype must be torch.float64 or torch.float32, got {dtype}")
+        if panel.T < 2:
+            raise DataError(f"{panel.name}: the simulator needs at least 2 trading days, got {panel.T}")
+        self.panel = panel
+        self.config = config
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.lot_size = panel.calendar.lot_size if config.round_lots else None
+        self.cost_rate = config.cost_rate
+        # Market path, converted once (float32 data widened to the accounting dtype).
+        self.close = torch.as_tensor(np.asarray(panel.close, dtype=np.float64), device=self.device).to(dtype)
+        self.open = torch.as_tensor(np.asarray(panel.open, dtype=np.float64), device=self.device).to(dtype)
+        # fill_price[t] is the price at which a decision taken at the close of t executes.
+        if config.fill == "close":
+            self.fill_price = self.close
+        else:  # next_open; the last row is never used because no step starts on the last day
+            self.fill_price = torch.cat([self.open[1:], self.open[-1:]], dim=0)
+        self._state: BalanceState | None = None
+        self._end: torch.Tensor | None = None
+        self._steps_left = 0
+        self._common_day: int | None = None
+        self._close_now: torch.Tensor | None = None
+
+    @property
+    def T(self) -> int:
+        return self.panel.T
+
+    @property
+    def N(self) -> int:
+        return self.panel.N
+
+    # ------------------------------------------------------------------ episode
+    def reset(
+        self,
+        batch_size: int = 1,
+        start: int | torch.Tensor = 0,
+        end: int | torch.Tensor | None = None,
+    ) -> BalanceState:
+        """Start B portfolios with `initial_cash` and no holdings.
+
+        `start` is a day index, or a LongTensor[B] (or integer array) of per-portfolio start days
+        (then B is its length);
+        `end` is the last day index (default T-1), an int or a LongTensor[B]. Every portfolio needs
+        `0 <= start < end <= T-1`; all portfolios step together until the first one reaches its end.
+        """
+        if isinstance(start, np.ndarray):
+            start = torch.as_tensor(start)
+        if isinstance(start, torch.Tensor) and start.ndim > 0:
+            if batch_size not in (1, start.numel()):
+                raise UserError(f"reset: batch_size {batch_size} != {start.numel()} start days given")
+            batch_size = start.numel()
+        if batch_size < 1:
+            raise UserError(f"reset: batch_size must be at least 1, got {batch_size}")
+        last = self.T - 1
+        t = _as_day_index(start, batch_size, self.device, "start")
+        end_t = _as_day_index(last if end is None else end, batch_size, self.device, "end")
+        if bool((t < 0).any()) or bool((end_t > last).any()) or bool((t >= end_t).any()):
+            raise UserError(
+                f"reset: need 0 <= start < end <= {last} (the panel has {self.T} days); got start "
+                f"{_describe(t)}, end {_describe(end_t)}"
+            )
+        cash = torch.full((batch_size,), self.config.initial_cash, dtype=self.dtype, device=self.device)
+        holdings = torch.zeros((batch_size, self.N), dtype=self.dtype, device=self.device)
+        self._state = BalanceState(cash=cash, holdings=holdings, t=t, value=cash.clone())
+        self._end = end_t
+        self._steps_left = int((end_t - t).min())
+        # When every portfolio is on the same day, price rows are plain views (no gather per step).
+        self._common_day = int(t[0]) if bool((t == t[0]).all()) else None
+        self._close_now = self._rows(self.close, t, 0)  # close[t], reused as the next fill price
+        return self._state
+
+    @property
+    def state(self) -> BalanceState:
+        """The current balance state of every portfolio."""
+        return self._require_state()
+
+    @property
+    def done(self) -> torch.Tensor:
+        """BoolTensor[B]: which portfolios have reached their end day."""
+        state = self._require_state()
+        return state.t >= self._end
+
+    def market_index(self) -> torch.Tensor:
+        """LongTensor[B]: the current day index t of every portfolio."""
+        return self._require_state().t
+
+    def prices(self) -> torch.Tensor:
+        """[B, N]: close prices at each portfolio's current day (market state, action-free)."""
+        return self.close.index_select(0, self._require_state().t)
+
+    def weights(self) -> torch.Tensor:
+        """[B, N]: the value share of each holding at the current close (the rest is cash)."""
+        state = self._require_state()
+        return state.holdings * self.prices() / state.value.unsqueeze(-1)
+
+    # ------------------------------------------------------------------ step
+    def step(self, action: torch.Tensor) -> StepResult:
+        """Execute `action` [B,N] at the close of each portfolio's day t and advance to t+1.
+
+        `"shares"` mode: values are clipped to [-1, 1] and multiplied by `hmax` shares.
+        `"weights"` mode: target weights, each >= 0 with sum <= 1 per portfolio (the rest is cash).
+        Raises `UserError` (leaving the state unchanged) when a portfolio has already finished or
+        the action is malformed.
+        """
+        state = self._require_state()
+        if self._steps_left <= 0:
+            finished = torch.nonzero(self.done).flatten().tolist()
+            raise UserError(
+                f"step: portfolio(s) {finished[:10]} already reached their end day; call reset() first"
+            )
+        action = self._check_action(action)
+        price = self._close_now if self.config.fill == "close" else self._rows(self.fill_price, state.t, 0)
+        if self.config.order_mode == "shares":
+            orders = action.clamp(-1.0, 1.0) * self.config.hmax
+        else:
+            orders = target_weights_to_orders(state.cash, state.holdings, action, price, self.cost_rate)
+        cash, holdings, costs, traded_value = execute_orders(
+            state.cash, state.holdings, orders, price, self.cost_rate, self.lot_size
+        )
+        close_next = self._rows(self.close, state.t, 1)
+        value = cash + (holdings * close_next).sum(-1)
+        if not math.isfinite(value.sum().item()):  # NaN in an action ends up here; one cheap check
+            raise UserError("step: the action contains NaN (portfolio values became NaN)")
+        reward = value / state.value - 1.0
+        if self.config.reward_scale != 1.0:
+            reward = reward * self.config.reward_scale
+        t_next = state.t + 1
+        self._steps_left -= 1
+        self._close_now = close_next
+        if self._common_day is not None:
+            self._common_day += 1
+        self._state = BalanceState(cash=cash, holdings=holdings, t=t_next, value=value)
+        return StepResult(
+            reward=reward,
+            value=value,
+            costs=costs,
+            traded_value=traded_value,
+            done=t_next >= self._end,
+            state=self._state,
+        )
+
+    # ------------------------------------------------------------------ helpers
+    def _rows(self, table: torch.Tensor, t: torch.Tensor, offset: int) -> torch.Tensor:
+        """Rows `table[t + offset]`: a [N] view when all portfolios share a day, else a [B, N] gather."""
+        if self._common_day is not None:
+            return table[self._common_day + offset]
+        return table.index_select(0, t + offset if offset else t)
+
+    def _require_state(self) -> BalanceState:
+        if self._state is None:
+            raise UserError("the simulator has not been reset; call reset() before using it")
+        return self._state
+
+    def _check_action(self, action: torch.Tensor) -> torch.Tensor:
+        action = torch.as_tensor(action, dtype=self.dtype, device=self.device)
+        if action.requires_grad:  # the simulator is not differentiable; don't build a graph
+            action = action.detach()
+        expected = self._state.holdings.shape
+        if action.shape != expected:
+            raise UserError(f"step: action has shape {tuple(action.shape)}, expected {tuple(expected)}")
+        if self.config.order_mode == "weights":
+            # A small tolerance absorbs the rounding of softmax-like outputs; NaN fails `>= 0`.
+            if not bool((action >= 0).all()) or bool((action.sum(-1) > 1.0 + 1e-6).any()):
+                raise UserError("step: target weights must be >= 0 and sum to at most 1 per portfolio")
+        return action
+
+
+def _as_day_index(
+    value: int | torch.Tensor, batch_size: int, device: torch.device, what: str
+) -> torch.Tensor:
+    """A LongTensor[B] of day indices from an int or a tensor (scalar or [B])."""
+    if isinstance(value, np.ndarray):
+        value = torch.as_tensor(value)
+    if isinstance(value, torch.Tensor):
+        if value.dtype.is_floating_point or value.dtype == torch.bool:
+            raise UserError(f"reset: {what} must hold integer day indices, got dtype {value.dtype}")
+        index = value.to(device=device, dtype=torch.long).reshape(-1)
+        if index.numel() == 1:
+            return index.expand(batch_size).clone()
+        if index.numel() != batch_size:
+            raise UserError(f"reset: {what} has {index.numel()} entries, expected {batch_size}")
+        return index.clone()
+    if isinstance(value, (bool, float)) or not isinstance(value, (int, np.integer)):
+        raise UserError(f"reset: {what} must be an int day index or a LongTensor, got {value!r}")
+    return torch.full((batch_size,), int(value), dtype=torch.long, device=device)
+
+
+def _describe(index: torch.Tensor) -> str:
+    """Compact text of a day-index tensor for error messages."""
+    lo, hi = int(index.min()), int(index.max())
+    return str(lo) if lo == hi else f"{lo}..{hi}"
