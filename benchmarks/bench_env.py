@@ -6,7 +6,7 @@ and steps per second of FinRL's env stepped with uniform random actions on the s
 interleaved (FinRL, then each batch size, repeated) so that a change in machine load hits both
 sides alike; medians over the runs are reported, with their ratios.
 
-    python -m benchmarks.bench_env [--data ../shared/data/csi88] [--runs 5] [--threads 1]
+    python -m benchmarks.bench_env [--data ../shared/data/csi88] [--runs 5] [--threads N] [--dtype float32]
     trustfolio bench env            # the same, from the CLI
 
 FinRL is a benchmark-only extra (`make bench` installs it with `--no-deps`). Its package
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import platform
 import statistics
 import time
@@ -93,19 +94,21 @@ def run_env_benchmark(
     steps: dict[int, int] | None = None,
     finrl: bool = True,
     finrl_steps: int = 200,
-    threads: int = 1,
+    threads: int | None = None,
     dtype: torch.dtype = torch.float64,
     seed: int = 0,
 ) -> EnvBenchmarkResult:
     """Time the simulator at each batch size and (optionally) FinRL's env, `runs` times each.
 
     `steps[B]` is the number of timed steps per run (default: 2000 for B = 1, 300 otherwise);
-    every run is preceded by a few untimed warm-up steps.
+    every run is preceded by a few untimed warm-up steps. `threads` sets torch's intra-op threads for
+    the duration (default: torch's own default, one per core); FinRL is single-threaded either way.
     """
     steps = {b: (steps or {}).get(b, 2000 if b == 1 else 300) for b in batch_sizes}
     if max(steps.values()) + 5 >= panel.T:
         raise UserError(f"the panel has {panel.T} days, too few for {max(steps.values())} steps per run")
     previous_threads = torch.get_num_threads()
+    threads = threads or previous_threads
     torch.set_num_threads(threads)
     result = EnvBenchmarkResult(
         dataset=panel.name,
@@ -232,8 +235,6 @@ def machine_facts(threads: int) -> dict[str, Any]:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    import os
-
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
@@ -251,7 +252,7 @@ def _runs(values: list[float]) -> str:
 def main(
     data_dir: Path | str = DEFAULT_DATA,
     runs: int = 5,
-    threads: int = 1,
+    threads: int | None = None,
     dtype: str = "float64",
     finrl: bool = True,
     batch_sizes: tuple[int, ...] = (1, 1024),
@@ -282,7 +283,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="StockFormer-format directory")
     parser.add_argument("--runs", type=int, default=5, help="repetitions (medians are reported)")
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--dtype", choices=["float64", "float32"], default="float64")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 1024])
     parser.add_argument("--no-finrl", action="store_true", help="time the simulator only")

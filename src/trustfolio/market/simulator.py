@@ -121,7 +121,8 @@ def execute_orders(
     # Buys plus their costs must fit in the cash after the sales (net of the sales' costs).
     cash_after_sales = torch.add(cash, sell_value, alpha=1.0 - cost_rate)
     buy_cost = buy_value * (1.0 + cost_rate)
-    scale = torch.where(buy_cost > cash_after_sales, cash_after_sales / buy_cost, 1.0)
+    # scale = min(1, cash / cost); the tiny floor turns 0/0 (no buys, no cash) into 0/tiny = 0.
+    scale = (cash_after_sales / buy_cost.clamp_min(torch.finfo(buy_cost.dtype).tiny)).clamp_max(1.0)
     # Shrink the buys only: trades + buys * (scale - 1) leaves the sells (where buys == 0) exact.
     trades = torch.addcmul(trades, buys, (scale - 1.0).unsqueeze(-1))
     if lot_size is not None:
