@@ -1,0 +1,181 @@
+"""The `trustfolio` command: a thin layer over the Python API (typer + rich).
+
+User mistakes (`TrustfolioError`, a missing file) print one line on stderr and exit with status 2;
+anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from trustfolio.errors import TrustfolioError, UserError
+
+app = typer.Typer(
+    help="Robust RL portfolio optimization: leak-free data, batched simulator, honest backtests.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+data_app = typer.Typer(help="Inspect market data.", no_args_is_help=True)
+bench_app = typer.Typer(help="Performance benchmarks.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+app.add_typer(bench_app, name="bench")
+
+console = Console()
+errors = Console(stderr=True)
+
+DatasetArg = Annotated[str, typer.Option("--dataset", "-d", help="sp500 | stockformer:PATH | yahoo-dir:PATH | table:PATH | yahoo:T1,T2")]
+
+
+def metrics_rich_table(title: str, metrics: dict[str, dict[str, float]]) -> Table:
+    from trustfolio.evaluation.report import TABLE_COLUMNS, format_metric
+
+    columns = [c for c in TABLE_COLUMNS if any(c in m for m in metrics.values())]
+    table = Table(title=title)
+    table.add_column("strategy", style="bold", no_wrap=True)
+    for column in columns:
+        table.add_column(TABLE_COLUMNS[column][0], justify="right", no_wrap=True)
+    for name, values in metrics.items():
+        table.add_row(name, *(format_metric(c, values.get(c)) for c in columns))
+    return table
+
+
+@app.command("datasets")
+def datasets_command() -> None:
+    """List the dataset names the other commands accept."""
+    from trustfolio.data.loaders import DATASETS
+
+    table = Table(title="datasets")
+    table.add_column("name")
+    table.add_column("what it is")
+    for name, description in DATASETS.items():
+        table.add_row(name, description)
+    console.print(table)
+
+
+@data_app.command("inspect")
+def inspect_command(
+    dataset: Annotated[str, typer.Argument(help="a dataset name, see `trustfolio datasets`")],
+    train_start: Annotated[str | None, typer.Option(help="training window start (coverage is judged on it)")] = None,
+    train_end: Annotated[str | None, typer.Option(help="training window end")] = None,
+    min_coverage: Annotated[float, typer.Option(help="keep stocks traded on at least this share of training days")] = 0.98,
+) -> None:
+    """Load DATASET, clean it, and print what it holds and what cleaning changed."""
+    from trustfolio.data.cleaning import clean
+    from trustfolio.data.loaders import load_dataset
+
+    raw = load_dataset(dataset)
+    panel, report = clean(raw, train_start=train_start, train_end=train_end, min_coverage=min_coverage)
+    console.print(f"[bold]{dataset}[/bold]: {raw!r}")
+    facts = Table(show_header=False)
+    facts.add_row("trading days", f"{panel.T}  ({panel.start} → {panel.end})")
+    facts.add_row("stocks kept", f"{panel.N} of {raw.N}")
+    facts.add_row("calendar", f"{panel.calendar.trading_days_per_year} days/year, lot {panel.calendar.lot_size}, {panel.calendar.currency}")
+    facts.add_row("benchmark", panel.benchmark_name or "none (market = equal-weight buy-and-hold proxy)")
+    facts.add_row("cleaning", report.summary())
+    console.print(facts)
+    closes = panel.close
+    stats = Table(title="close price by stock (first 20)")
+    for column in ("ticker", "first", "last", "min", "max", "total return"):
+        stats.add_column(column, justify="right")
+    for n, ticker in enumerate(panel.tickers[:20]):
+        c = closes[:, n]
+        stats.add_row(ticker, f"{c[0]:.2f}", f"{c[-1]:.2f}", f"{c.min():.2f}", f"{c.max():.2f}", f"{c[-1] / c[0] - 1:+.2f}")
+    console.print(stats)
+
+
+@app.command("backtest")
+def backtest_command(
+    strategy: Annotated[str, typer.Option("--strategy", "-s", help="market | equal-weight | buy-and-hold | min-variance | max-sharpe | momentum")],
+    dataset: DatasetArg = "sp500",
+    start: Annotated[str | None, typer.Option(help="first test day (YYYY-MM-DD)")] = None,
+    end: Annotated[str | None, typer.Option(help="last test day (YYYY-MM-DD)")] = None,
+    cost_bps: Annotated[float, typer.Option(help="proportional cost per side, basis points")] = 10.0,
+    initial_cash: Annotated[float, typer.Option(help="starting capital in the dataset's currency")] = 1e6,
+    lots: Annotated[bool, typer.Option(help="round share quantities to the market's lot size")] = True,
+    fill: Annotated[str, typer.Option(help="close (fill at the close of the decision day) | next_open")] = "close",
+    out: Annotated[Path | None, typer.Option(help="directory to save daily.parquet and result.json")] = None,
+) -> None:
+    """Backtest one classic strategy on DATASET between START and END."""
+    from trustfolio.data.cleaning import clean
+    from trustfolio.data.loaders import load_dataset
+    from trustfolio.evaluation.backtest import backtest
+    from trustfolio.strategies import make_strategy
+
+    if cost_bps < 0:
+        raise UserError(f"--cost-bps must be >= 0, got {cost_bps}")
+    if initial_cash <= 0:
+        raise UserError(f"--initial-cash must be > 0, got {initial_cash}")
+    if fill not in ("close", "next_open"):
+        raise UserError(f"--fill must be 'close' or 'next_open', got {fill!r}")
+    policy = make_strategy(strategy)
+    raw = load_dataset(dataset)
+    i0, i1 = raw.span(start, end)
+    # Stock coverage is judged on the days before the test window (all days if it starts the panel).
+    train_end = raw.dates[i0 - 1] if i0 > 0 else raw.dates[i1 - 1]
+    panel, _ = clean(raw.take_days(slice(0, i1)), train_end=train_end)
+    result = backtest(
+        policy, panel, raw.dates[i0], raw.dates[i1 - 1],
+        cost_bps=cost_bps, initial_cash=initial_cash, round_lots=lots, fill=fill,
+    )
+    console.print(metrics_rich_table(f"{strategy} on {dataset}, {raw.dates[i0]} → {raw.dates[i1 - 1]}, {cost_bps:g} bps", {result.name: result.metrics()}))
+    if out is not None:
+        result.save(out)
+        console.print(f"saved to {out}")
+
+
+@app.command("run")
+def run_command(
+    dataset: DatasetArg = "sp500",
+    test_start: Annotated[str | None, typer.Option(help="first test day; default: the dataset's standard split")] = None,
+    test_end: Annotated[str | None, typer.Option(help="last test day")] = None,
+    cost_bps: Annotated[float, typer.Option(help="proportional cost per side, basis points")] = 10.0,
+    out: Annotated[Path, typer.Option(help="where run directories go")] = Path("runs"),
+    name: Annotated[str | None, typer.Option(help="run directory name (default: dataset and time)")] = None,
+) -> None:
+    """The main job: backtest the classic strategies over a held-out test period and write a report."""
+    from trustfolio.quickstart import run_classic
+
+    if cost_bps < 0:
+        raise UserError(f"--cost-bps must be >= 0, got {cost_bps}")
+    with console.status("starting") as status:
+        summary = run_classic(
+            dataset, test_start=test_start, test_end=test_end, cost_bps=cost_bps, out_root=out, name=name,
+            progress=lambda message: status.update(message),
+        )
+    split = summary.split
+    console.print(metrics_rich_table(f"{dataset}: test {split.test_start} → {split.test_end}, {cost_bps:g} bps per side", summary.metrics))
+    console.print(metrics_rich_table("same, without costs", summary.metrics_no_costs))
+    console.print(f"report: {summary.run_dir / 'report.html'}")
+
+
+@bench_app.command("env")
+def bench_env_command(
+    data_dir: Annotated[Path, typer.Option(help="a StockFormer-format directory (88 CSI stocks)")] = Path("../shared/data/csi88"),
+    runs: Annotated[int, typer.Option(help="repetitions; medians are reported")] = 5,
+) -> None:
+    """Simulator throughput (portfolio-steps/s) at B=1 and B=1024 against FinRL's StockTradingEnv."""
+    try:
+        from benchmarks.bench_env import main as bench_main
+    except ImportError as exc:
+        raise UserError("run benchmarks from the repository root (needs benchmarks/ and `make bench`)") from exc
+    bench_main(data_dir=data_dir, runs=runs)
+
+
+def main() -> None:
+    """Entry point: user mistakes become one line and exit status 2."""
+    try:
+        app()
+    except (TrustfolioError, FileNotFoundError, NotADirectoryError, PermissionError) as exc:
+        errors.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
