@@ -8,7 +8,7 @@ tickers are strings. A panel may hold NaN (a stock not traded that day) straight
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -192,14 +192,20 @@ class Panel:
         return self.take_days(slice(i0, i1))
 
     def take_days(self, rows: slice) -> Panel:
-        """The panel restricted to a slice of day positions (arrays are views, not copies)."""
-        bench = None if self.benchmark is None else self.benchmark[rows]
-        return replace(
-            self,
-            dates=self.dates[rows],
-            benchmark=bench,
-            **{name: getattr(self, name)[rows] for name in FIELDS},
-        )
+        """The panel restricted to a slice of day positions.
+
+        Arrays are read-only views, not copies, and nothing is re-validated: any run of days of a
+        valid panel is valid. This is cheap enough to call once per backtest day.
+        """
+        part = object.__new__(Panel)
+        for f in fields(Panel):
+            value = getattr(self, f.name)
+            if isinstance(value, np.ndarray):
+                value = value[rows]
+            object.__setattr__(part, f.name, value)
+        if part.T == 0:
+            raise UserError(f"{self.name}: no trading days in {rows}")
+        return part
 
     def select(self, tickers: list[str] | tuple[str, ...]) -> Panel:
         """The panel restricted to `tickers`, in the order given."""
@@ -262,7 +268,7 @@ class Panel:
         calendar: Calendar | None = None,
         name: str = "panel",
     ) -> Panel:
-        """Build a panel from a long table (`date, ticker, open, high, low, close, volume`).
+        """Build a panel from a long table (`date, ticker, open, high, low, close, volume`); tickers sorted.
 
         A missing (date, ticker) row becomes NaN. `open/high/low` default to `close` and `volume` to 0
         when absent. `benchmark` is a level series indexed by date (missing dates become NaN).
@@ -286,7 +292,7 @@ class Panel:
                 frame[col] = frame["close"] if col != "volume" else 0.0
             frame[col] = pd.to_numeric(frame[col], errors="coerce")
         dates = np.sort(frame["date"].unique())
-        tickers = list(dict.fromkeys(frame["ticker"]))
+        tickers = sorted(frame["ticker"].unique())  # independent of row order
         wide = {
             col: frame.pivot(index="date", columns="ticker", values=col).reindex(index=dates, columns=tickers)
             for col in FIELDS

@@ -13,7 +13,7 @@ after ``t`` never is: `Observation.history` is the panel cut at ``t``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
@@ -171,17 +171,8 @@ def backtest(
 
 
 def _history_until(panel: Panel, t: int) -> Panel:
-    """``panel.take_days(slice(0, t + 1))`` without re-validating: every day of a validated panel is
-    already valid, and validation (~0.6 ms on 3,000 × 88) would dominate a 1/N backtest.
-    The arrays are read-only views of the panel's own arrays."""
-    rows = slice(0, t + 1)
-    history = object.__new__(Panel)
-    for f in fields(Panel):
-        value = getattr(panel, f.name)
-        if isinstance(value, np.ndarray):
-            value = value[rows]
-        object.__setattr__(history, f.name, value)
-    return history
+    """What a policy may see at the close of day ``t``: the panel cut after ``t``."""
+    return panel.take_days(slice(0, t + 1))
 
 
 def _checked_action(policy: Policy, obs: Observation, n_stocks: int) -> np.ndarray:
