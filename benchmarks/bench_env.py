@@ -94,7 +94,7 @@ def run_env_benchmark(
     steps: dict[int, int] | None = None,
     finrl: bool = True,
     finrl_steps: int = 200,
-    threads: int | None = None,
+    threads: int = 1,
     dtype: torch.dtype = torch.float64,
     seed: int = 0,
 ) -> EnvBenchmarkResult:
@@ -102,13 +102,13 @@ def run_env_benchmark(
 
     `steps[B]` is the number of timed steps per run (default: 2000 for B = 1, 300 otherwise);
     every run is preceded by a few untimed warm-up steps. `threads` sets torch's intra-op threads for
-    the duration (default: torch's own default, one per core); FinRL is single-threaded either way.
+    the duration. The default is 1, like FinRL: on a small machine shared with other processes, two
+    threads on two cores made B = 1024 erratic (70k to 1.7M portfolio-steps/s between runs).
     """
     steps = {b: (steps or {}).get(b, 2000 if b == 1 else 300) for b in batch_sizes}
     if max(steps.values()) + 5 >= panel.T:
         raise UserError(f"the panel has {panel.T} days, too few for {max(steps.values())} steps per run")
     previous_threads = torch.get_num_threads()
-    threads = threads or previous_threads
     torch.set_num_threads(threads)
     result = EnvBenchmarkResult(
         dataset=panel.name,
@@ -252,7 +252,7 @@ def _runs(values: list[float]) -> str:
 def main(
     data_dir: Path | str = DEFAULT_DATA,
     runs: int = 5,
-    threads: int | None = None,
+    threads: int = 1,
     dtype: str = "float64",
     finrl: bool = True,
     batch_sizes: tuple[int, ...] = (1, 1024),
@@ -283,7 +283,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="StockFormer-format directory")
     parser.add_argument("--runs", type=int, default=5, help="repetitions (medians are reported)")
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--dtype", choices=["float64", "float32"], default="float64")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 1024])
     parser.add_argument("--no-finrl", action="store_true", help="time the simulator only")
