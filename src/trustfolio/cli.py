@@ -159,13 +159,21 @@ def run_command(
 def bench_env_command(
     data_dir: Annotated[Path, typer.Option(help="a StockFormer-format directory (88 CSI stocks)")] = Path("../shared/data/csi88"),
     runs: Annotated[int, typer.Option(help="repetitions; medians are reported")] = 5,
+    threads: Annotated[int, typer.Option(help="torch threads")] = 1,
+    dtype: Annotated[str, typer.Option(help="float64 (default, exact accounting) | float32")] = "float64",
+    finrl: Annotated[bool, typer.Option(help="also time FinRL's StockTradingEnv (needs `make bench`)")] = True,
 ) -> None:
     """Simulator throughput (portfolio-steps/s) at B=1 and B=1024 against FinRL's StockTradingEnv."""
+    # The benchmarks live beside the package, not in it: run from the repository root.
+    if (Path.cwd() / "benchmarks" / "bench_env.py").is_file() and str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))
     try:
         from benchmarks.bench_env import main as bench_main
     except ImportError as exc:
-        raise UserError("run benchmarks from the repository root (needs benchmarks/ and `make bench`)") from exc
-    bench_main(data_dir=data_dir, runs=runs)
+        raise UserError("benchmarks/ not found: run `trustfolio bench env` from the repository root") from exc
+    if dtype not in ("float64", "float32"):
+        raise UserError(f"--dtype must be float64 or float32, got {dtype!r}")
+    bench_main(data_dir=data_dir, runs=runs, threads=threads, dtype=dtype, finrl=finrl)
 
 
 def main() -> None:
