@@ -109,33 +109,77 @@ def execute_orders(
     Returns `(cash, holdings, costs, traded_value)`, with `costs == cost_rate * traded_value` and
     `traded_value == sum |shares traded| * price`.
     """
-    # Sells capped at the holdings: an order below -holdings becomes -holdings.
-    trades = torch.maximum(share_orders, holdings.neg())
+    work = _OrderScratch(holdings.shape, holdings.dtype, holdings.device, cost_rate)
+    torch.neg(share_orders, out=work.minus_trades)
+    return _execute_minus_orders(work, cash, holdings, price, lot_size)
+
+
+class _OrderScratch:
+    """Working tensors for executing orders of one shape `[B, N]` at one cost rate, reused from
+    step to step so that a step allocates only the tensors it returns.
+
+    The order book is kept *negated* (`minus_trades = -trades`: positive for sales): then the sell
+    cap is one `minimum(-orders, holdings)`, with no `-holdings` to compute. IEEE rounding is
+    symmetric in the sign, so every product and sum below is exactly the negation of the plain one.
+    `minus_trades` and `minus_buys` are stacked so that one multiply and one sum price both.
+    Constants are 0-dim tensors: a Python float in an arithmetic op costs a tensor wrap (~2 us).
+    """
+
+    def __init__(self, shape: torch.Size, dtype: torch.dtype, device: torch.device, cost_rate: float) -> None:
+        self.shape = tuple(shape)
+        self.cost_rate = cost_rate
+        self.signed = torch.empty((2, *shape), dtype=dtype, device=device)
+        self.minus_trades, self.minus_buys = self.signed.unbind(0)
+        self.products = torch.empty_like(self.signed)
+        self.sums = torch.empty((2, *shape[:-1]), dtype=dtype, device=device)
+        # sum(-trades * price) and sum(-buys * price) = -(value bought)
+        self.minus_trade_value, self.minus_buy_value = self.sums.unbind(0)
+        self.scale_minus_one = torch.empty((*shape[:-1], 1), dtype=dtype, device=device)
+        self.scale_minus_one_flat = self.scale_minus_one.view(shape[:-1])
+        self.tiny = torch.finfo(dtype).tiny
+        self.one = torch.tensor(1.0, dtype=dtype, device=device)
+        self.cost_rate_t = torch.tensor(cost_rate, dtype=dtype, device=device)
+        self.minus_buy_cost_factor = torch.tensor(-(1.0 + cost_rate), dtype=dtype, device=device)
+
+
+def _execute_minus_orders(
+    work: _OrderScratch,
+    cash: torch.Tensor,
+    holdings: torch.Tensor,
+    price: torch.Tensor,
+    lot_size: int | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`execute_orders` on the negated orders already written in `work.minus_trades`."""
+    minus_trades, minus_buys, cost_rate = work.minus_trades, work.minus_buys, work.cost_rate
+    # Sells capped at the holdings: a sale above the holdings becomes the holdings.
+    torch.minimum(minus_trades, holdings, out=minus_trades)
     if lot_size is not None:
-        trades = _truncate_to_lots(trades, lot_size)
-    buys = trades.clamp_min(0.0)
-    buy_value = (buys * price).sum(-1)
-    # clamp: with tiny sells, rounding could make the difference a hair negative
-    sell_value = (buy_value - (trades * price).sum(-1)).clamp_min(0.0)
+        _truncate_to_lots_(minus_trades, lot_size)
+    torch.clamp(minus_trades, max=0.0, out=minus_buys)
+    torch.mul(work.signed, price, out=work.products)
+    torch.sum(work.products, -1, out=work.sums)
+    # sells = buys - trades; clamp: with tiny sells, rounding could make it a hair negative
+    sell_value = torch.sub(work.minus_trade_value, work.minus_buy_value).clamp_min_(0.0)
 
     # Buys plus their costs must fit in the cash after the sales (net of the sales' costs).
     cash_after_sales = torch.add(cash, sell_value, alpha=1.0 - cost_rate)
-    buy_cost = buy_value * (1.0 + cost_rate)
+    buy_cost = torch.mul(work.minus_buy_value, work.minus_buy_cost_factor).clamp_min_(work.tiny)
     # scale = min(1, cash / cost); the tiny floor turns 0/0 (no buys, no cash) into 0/tiny = 0.
-    scale = (cash_after_sales / buy_cost.clamp_min(torch.finfo(buy_cost.dtype).tiny)).clamp_max(1.0)
+    scale = torch.div(cash_after_sales, buy_cost, out=buy_cost).clamp_max_(1.0)
     # Shrink the buys only: trades + buys * (scale - 1) leaves the sells (where buys == 0) exact.
-    trades = torch.addcmul(trades, buys, (scale - 1.0).unsqueeze(-1))
+    torch.sub(scale, work.one, out=work.scale_minus_one_flat)
+    minus_trades.addcmul_(minus_buys, work.scale_minus_one)
     if lot_size is not None:
-        trades = _truncate_to_lots(trades, lot_size)
-        buy_value = (trades * price).clamp_min(0.0).sum(-1)
+        _truncate_to_lots_(minus_trades, lot_size)
+        minus_buy_value = torch.mul(minus_trades, price, out=work.products[0]).clamp_max_(0.0).sum(-1)
     else:
-        buy_value = buy_value * scale
+        minus_buy_value = work.minus_buy_value.mul_(scale)
 
-    traded_value = sell_value + buy_value
-    costs = traded_value * cost_rate
+    traded_value = sell_value.sub_(minus_buy_value)  # sell value no longer needed: reuse it
+    costs = torch.mul(traded_value, work.cost_rate_t)
     # clamp: `cash / buy_cost * buy_cost` may exceed the cash by one rounding error.
-    new_cash = torch.sub(cash_after_sales, buy_value, alpha=1.0 + cost_rate).clamp_min(0.0)
-    return new_cash, holdings + trades, costs, traded_value
+    new_cash = cash_after_sales.add_(minus_buy_value, alpha=1.0 + cost_rate).clamp_min_(0.0)
+    return new_cash, torch.sub(holdings, minus_trades), costs, traded_value
 
 
 def target_weights_to_orders(
@@ -162,9 +206,9 @@ def target_weights_to_orders(
     return target_shares - holdings
 
 
-def _truncate_to_lots(shares: torch.Tensor, lot_size: int) -> torch.Tensor:
-    """Signed share quantities rounded toward zero to whole lots (never more than asked for)."""
-    return torch.trunc(shares / lot_size) * lot_size
+def _truncate_to_lots_(shares: torch.Tensor, lot_size: int) -> torch.Tensor:
+    """Round signed share quantities toward zero to whole lots (never more than asked), in place."""
+    return shares.div_(lot_size).trunc_().mul_(lot_size)
 
 
 class Simulator:
@@ -210,6 +254,15 @@ class Simulator:
         self._steps_left = 0
         self._common_day: int | None = None
         self._close_now: torch.Tensor | None = None
+        # With per-portfolio days, close rows are gathered into two buffers used in turn: this
+        # step's fill price (close[t]) and the next close (close[t+1]), which is the next fill price.
+        self._close_spare: torch.Tensor | None = None
+        self._fill_rows: torch.Tensor | None = None
+        self._scratch: _OrderScratch | None = None
+        # Step constants as 0-dim tensors (cheaper in arithmetic than Python numbers).
+        self._minus_hmax = torch.tensor(-config.hmax, dtype=dtype, device=self.device)
+        self._reward_scale = torch.tensor(config.reward_scale, dtype=dtype, device=self.device)
+        self._one_day = torch.tensor(1, dtype=torch.long, device=self.device)
 
     @property
     def T(self) -> int:
@@ -257,6 +310,10 @@ class Simulator:
         # When every portfolio is on the same day, price rows are plain views (no gather per step).
         self._common_day = int(t[0]) if bool((t == t[0]).all()) else None
         self._close_now = self._rows(self.close, t, 0)  # close[t], reused as the next fill price
+        if self._scratch is None or self._scratch.shape != tuple(holdings.shape):
+            self._scratch = _OrderScratch(holdings.shape, self.dtype, self.device, self.cost_rate)
+            self._close_spare = torch.empty_like(holdings)
+            self._fill_rows = torch.empty_like(holdings)
         return self._state
 
     @property
@@ -299,26 +356,36 @@ class Simulator:
                 f"step: portfolio(s) {finished[:10]} already reached their end day; call reset() first"
             )
         action = self._check_action(action)
-        price = self._close_now if self.config.fill == "close" else self._rows(self.fill_price, state.t, 0)
-        if self.config.order_mode == "shares":
-            orders = action.clamp(-1.0, 1.0) * self.config.hmax
+        config, work = self.config, self._scratch
+        if config.fill == "close":
+            price = self._close_now
+        else:
+            price = self._rows(self.fill_price, state.t, 0, out=self._fill_rows)
+        if config.order_mode == "shares":
+            # -orders = clip(action, -1, 1) * -hmax, written straight into the (negated) order book
+            torch.clamp(action, -1.0, 1.0, out=work.minus_trades).mul_(self._minus_hmax)
         else:
             orders = target_weights_to_orders(state.cash, state.holdings, action, price, self.cost_rate)
-        cash, holdings, costs, traded_value = execute_orders(
-            state.cash, state.holdings, orders, price, self.cost_rate, self.lot_size
+            torch.neg(orders, out=work.minus_trades)
+        cash, holdings, costs, traded_value = _execute_minus_orders(
+            work, state.cash, state.holdings, price, self.lot_size
         )
-        close_next = self._rows(self.close, state.t, 1)
-        value = cash + (holdings * close_next).sum(-1)
-        if not math.isfinite(value.sum().item()):  # NaN in an action ends up here; one cheap check
+        t_next = torch.add(state.t, self._one_day)
+        close_next = self._rows(self.close, t_next, 1, out=self._close_spare)
+        # value = cash + holdings · close[t+1]; the order book's scratch is free again for the product
+        value = torch.mul(holdings, close_next, out=work.minus_trades).sum(-1).add_(cash)
+        # NaN in an action ends up here; one cheap check (a sum only when there are several values)
+        if not math.isfinite(value.item() if value.numel() == 1 else value.sum().item()):
             raise UserError("step: the action contains NaN (portfolio values became NaN)")
-        reward = value / state.value - 1.0
-        if self.config.reward_scale != 1.0:
-            reward = reward * self.config.reward_scale
-        t_next = state.t + 1
+        reward = torch.div(value, state.value).sub_(work.one)
+        if config.reward_scale != 1.0:
+            reward.mul_(self._reward_scale)
         self._steps_left -= 1
-        self._close_now = close_next
-        if self._common_day is not None:
+        if self._common_day is None:  # the spare buffer now holds close[t+1]; close[t] is free
+            self._close_spare = self._close_now
+        else:
             self._common_day += 1
+        self._close_now = close_next
         self._state = BalanceState(cash=cash, holdings=holdings, t=t_next, value=value)
         return StepResult(
             reward=reward,
@@ -330,11 +397,14 @@ class Simulator:
         )
 
     # ------------------------------------------------------------------ helpers
-    def _rows(self, table: torch.Tensor, t: torch.Tensor, offset: int) -> torch.Tensor:
-        """Rows `table[t + offset]`: a [N] view when all portfolios share a day, else a [B, N] gather."""
+    def _rows(
+        self, table: torch.Tensor, t: torch.Tensor, offset: int, out: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Rows `table[t]` (`t` already includes `offset`, the days past the common day): a [N] view
+        when all portfolios share a day, else a [B, N] gather (into `out` if given)."""
         if self._common_day is not None:
             return table[self._common_day + offset]
-        return table.index_select(0, t + offset if offset else t)
+        return torch.index_select(table, 0, t, out=out)
 
     def _require_state(self) -> BalanceState:
         if self._state is None:
