@@ -1,0 +1,372 @@
+"""The experiment runner: runs the jobs of an experiment (`trustfolio.experiment`) locally or on Ray.
+
+An experiment (YAML, see `experiments/quickstart.yaml`) names a dataset, a protocol (its windows),
+methods with their configs, seeds and cost multiples. Each job is one method × window × seed × cost
+multiple: clean the data with only the window's training days deciding (the data end on the test's
+last day), build the method's policy, backtest it over the test days. A run directory holds:
+
+    <run_dir>/experiment.yaml          the resolved experiment (defaults filled in)
+    <run_dir>/jobs/<job_id>/job.json   what the job was (JobSpec.to_dict) plus its cleaning and timing
+    <run_dir>/jobs/<job_id>/daily.parquet, result.json    BacktestResult.save
+    <run_dir>/jobs/<job_id>/DONE       written last, atomically: a job is finished iff DONE exists
+    <run_dir>/jobs/<job_id>/error.txt  a failed job: one-line error, then the traceback; no DONE
+    <run_dir>/work/<method>--<window>--seed<seed>/   the method's scratch space (checkpoints, logs)
+
+Reruns are idempotent: jobs with DONE are skipped, leftovers of unfinished or failed jobs are
+removed and rerun, so a killed run loses only the jobs in flight. Jobs that differ only in their cost
+multiple share one policy: they run together, building (training) it once. Deterministic methods
+(the classic strategies) run on seed 0 only.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import multiprocessing
+import os
+import shutil
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from importlib.resources import files
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from trustfolio.data.cleaning import clean
+from trustfolio.data.loaders import load_dataset
+from trustfolio.errors import UserError
+from trustfolio.evaluation.backtest import backtest
+from trustfolio.evaluation.protocols import Window
+from trustfolio.evaluation.result import BacktestResult
+from trustfolio.experiment import Experiment, JobSpec, import_modules
+from trustfolio.methods import make_method
+
+EXPERIMENT_FILE, JOBS_DIR, WORK_DIR = "experiment.yaml", "jobs", "work"
+JOB_FILE, DONE_FILE, ERROR_FILE = "job.json", "DONE", "error.txt"
+
+
+def quickstart_experiment_path() -> Path:
+    """Path of the packaged `experiments/quickstart.yaml` (what `trustfolio run` runs)."""
+    return Path(str(files("trustfolio").joinpath("experiments", "quickstart.yaml")))
+
+
+# ---------------------------------------------------------------------------------------- running
+@dataclass
+class ExperimentSummary:
+    """What `run_experiment` did: job ids finished now, skipped (already done), failed (one line each)."""
+
+    run_dir: Path
+    total: int
+    finished: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    single_seed: list[str] = field(default_factory=list)  # deterministic methods, run on seed 0 only
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def describe(self) -> str:
+        """A few readable lines (what the CLI prints)."""
+        lines = [
+            f"{self.run_dir}: {self.total} jobs — {len(self.finished)} run now, {len(self.skipped)} "
+            f"already done, {len(self.failed)} failed"
+        ]
+        if self.single_seed:
+            lines.append(f"deterministic, run on seed 0 only: {', '.join(self.single_seed)}")
+        lines += [f"FAILED {job_id}: {error}" for job_id, error in self.failed.items()]
+        return "\n".join(lines)
+
+
+def run_experiment(
+    experiment: Experiment | str | Path,
+    run_dir: str | Path,
+    *,
+    workers: int | None = None,
+    backend: Literal["local", "ray"] = "local",
+    address: str | None = None,
+    progress: bool = True,
+) -> ExperimentSummary:
+    """Run every unfinished job of `experiment` (an `Experiment` or a YAML path) into `run_dir`.
+
+    ``backend="local"``: a process pool of `workers` processes (default: all cores; 1 runs in this
+    process, handy for debugging). ``backend="ray"``: one Ray task per policy (its cost multiples),
+    on a local Ray instance (``address=None``) or the cluster at `address`; workers must see
+    `run_dir` (a shared filesystem). A failed job is reported in the summary and stops nothing.
+    """
+    if not isinstance(experiment, Experiment):
+        experiment = Experiment.from_yaml(experiment)
+    if backend not in ("local", "ray"):
+        raise UserError(f"backend must be 'local' or 'ray', not {backend!r}")
+    if backend == "ray":
+        _import_ray()  # a missing extra fails before anything is written
+    workers = (os.cpu_count() or 1) if workers is None else workers
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise UserError(f"workers must be a whole number >= 1, not {workers!r}")
+    panel = _load_panel(experiment.dataset)
+    jobs = experiment.jobs(panel.dates, trading_days_per_year=panel.calendar.trading_days_per_year)
+    run_dir = Path(run_dir)
+    _claim_run_dir(run_dir, experiment.to_dict())
+
+    summary = ExperimentSummary(run_dir, len(jobs))
+    summary.single_seed = list(dict.fromkeys(j.method for j in jobs if j.deterministic))
+    groups: dict[str, list[JobSpec]] = {}
+    for job in jobs:
+        job_dir = run_dir / JOBS_DIR / job.job_id
+        if (job_dir / DONE_FILE).exists():
+            summary.skipped.append(job.job_id)
+            continue
+        shutil.rmtree(job_dir, ignore_errors=True)  # leftovers of a killed or failed attempt
+        groups.setdefault(job.group_id, []).append(job)
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[failed]} failed"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, disable=not progress, transient=False) as bar:
+        task = bar.add_task(experiment.name, total=len(jobs), completed=len(summary.skipped), failed=0)
+
+        def record(outcomes: list[tuple[str, str | None]]) -> None:
+            for job_id, error in outcomes:
+                if error is None:
+                    summary.finished.append(job_id)
+                else:
+                    summary.failed[job_id] = error
+            bar.update(task, advance=len(outcomes), failed=len(summary.failed))
+
+        batches = list(groups.values())
+        if batches and backend == "ray":
+            _run_on_ray(run_dir, batches, experiment.imports, address, record)
+        elif batches:
+            _run_locally(run_dir, batches, experiment.imports, workers, record)
+    return summary
+
+
+def load_finished_jobs(run_dir: str | Path) -> list[tuple[JobSpec, BacktestResult]]:
+    """Every finished job of a run directory with its result, ordered by job id."""
+    jobs_dir = Path(run_dir) / JOBS_DIR
+    if not jobs_dir.is_dir():
+        raise UserError(f"{run_dir}: not an experiment run directory (no {JOBS_DIR}/ folder)")
+    finished = []
+    for job_dir in sorted(jobs_dir.iterdir()):
+        if (job_dir / DONE_FILE).exists():
+            spec = JobSpec.from_dict(json.loads((job_dir / JOB_FILE).read_text()))
+            finished.append((spec, BacktestResult.load(job_dir)))
+    return finished
+
+
+def run_job_group(
+    run_dir: str | Path, jobs: list[JobSpec], imports: list[str] = ()
+) -> list[tuple[str, str | None]]:
+    """Run jobs that share one policy (same method, window, seed): build it once, then backtest at
+    each job's cost. Returns ``(job_id, None)`` per finished job, ``(job_id, error line)`` per failure."""
+    run_dir, first = Path(run_dir), jobs[0]
+    try:
+        import_modules(imports)
+        panel, cleaning = _cleaned_panel(first.dataset, _file_stamp(first.dataset), first.window)
+        method = make_method(first.method, first.method_config)
+        started = time.perf_counter()
+        work_dir = run_dir / WORK_DIR / first.group_id
+        shutil.rmtree(work_dir, ignore_errors=True)  # a rerun starts from scratch: same seed, same result
+        work_dir.mkdir(parents=True)
+        policy = method.build_policy(panel, first.window, first.seed, work_dir)
+        build_seconds = round(time.perf_counter() - started, 3)
+        if not any(work_dir.iterdir()):
+            work_dir.rmdir()
+    except Exception as exc:
+        return [(job.job_id, _record_failure(run_dir, job, exc)) for job in jobs]
+    outcomes = []
+    for job in jobs:
+        job_dir = run_dir / JOBS_DIR / job.job_id
+        try:
+            started = time.perf_counter()
+            window = job.window
+            result = backtest(
+                policy,
+                panel,
+                window.test_start,
+                window.test_end,
+                cost_bps=job.effective_cost_bps,
+                **job.backtest,
+            )
+            result.save(job_dir)
+            facts = {
+                "build_seconds": build_seconds,  # building (training) the policy, shared by the group
+                "backtest_seconds": round(time.perf_counter() - started, 3),
+                "cleaning": {"kept": list(cleaning.kept), "dropped": cleaning.dropped},
+            }
+            text = json.dumps({**job.to_dict(), **facts}, indent=2, default=str)
+            _write_atomic(job_dir / JOB_FILE, text)
+            _write_atomic(job_dir / DONE_FILE, "done\n")  # last: from now on the job counts as finished
+            outcomes.append((job.job_id, None))
+        except Exception as exc:
+            outcomes.append((job.job_id, _record_failure(run_dir, job, exc)))
+    return outcomes
+
+
+# ---------------------------------------------------------------------------------------- backends
+Record = Callable[[list[tuple[str, str | None]]], None]
+
+
+def _run_locally(
+    run_dir: Path, batches: list[list[JobSpec]], imports: list[str], workers: int, record: Record
+) -> None:
+    if workers == 1:  # in this process: breakpoints and tracebacks work
+        import torch
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            for batch in batches:
+                record(run_job_group(run_dir, batch, imports))
+        finally:
+            torch.set_num_threads(threads)
+        return
+    # Linux: fork, so workers start at once and inherit the loaded data and registered methods;
+    # each sets torch to one thread before any tensor op (as PyTorch's DataLoader workers do), which
+    # keeps OpenMP safe after a fork. Elsewhere: spawn, where `imports` re-registers extra methods.
+    context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+    pool = ProcessPoolExecutor(min(workers, len(batches)), mp_context=context, initializer=_init_worker)
+    try:
+        futures = {pool.submit(run_job_group, str(run_dir), batch, imports): batch for batch in batches}
+        for future in as_completed(futures):
+            try:
+                outcomes = future.result()
+            except Exception as exc:  # the worker process died (killed, out of memory)
+                outcomes = [(job.job_id, _record_failure(run_dir, job, exc)) for job in futures[future]]
+            record(outcomes)
+    finally:  # on Ctrl-C: drop the queued jobs instead of running them all first
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _run_on_ray(
+    run_dir: Path, batches: list[list[JobSpec]], imports: list[str], address, record: Record
+) -> None:
+    ray = _import_ray()
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    pending: dict = {}
+    try:
+        remote = ray.remote(num_cpus=1, max_retries=0)(_ray_job_group)
+        pending = {remote.remote(str(run_dir), batch, list(imports)): batch for batch in batches}
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                batch = pending.pop(ref)
+                try:
+                    outcomes = ray.get(ref)
+                except Exception as exc:  # the task's worker died
+                    outcomes = [(job.job_id, _record_failure(run_dir, job, exc)) for job in batch]
+                record(outcomes)
+    finally:
+        for ref in pending:  # left only when interrupted
+            ray.cancel(ref)
+        if started_here:
+            ray.shutdown()
+
+
+def _import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise UserError("the ray backend needs Ray: pip install 'trustfolio[ray]'") from None
+    return ray
+
+
+def _ray_job_group(run_dir: str, jobs: list[JobSpec], imports: list[str]) -> list[tuple[str, str | None]]:
+    _init_worker()
+    return run_job_group(run_dir, jobs, imports)
+
+
+def _init_worker() -> None:
+    """Workers share the machine's cores: one torch thread each."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
+# ---------------------------------------------------------------------------------------- helpers
+def _load_panel(dataset: str):
+    return _load_panel_cached(dataset, _file_stamp(dataset))
+
+
+@functools.lru_cache(maxsize=4)
+def _load_panel_cached(dataset: str, stamp):  # stamp: a changed file is loaded again
+    return load_dataset(dataset)
+
+
+@functools.lru_cache(maxsize=16)
+def _cleaned_panel(dataset: str, stamp, window: Window):
+    """The panel a job trades (cut after the test's last day, stocks kept by training days only)
+    and the cleaning report."""
+    raw = _load_panel_cached(dataset, stamp)
+    return clean(raw.slice(None, window.test_end), train_start=window.train_start, train_end=window.train_end)
+
+
+def _file_stamp(dataset: str):
+    """(mtime, size) of a file-based dataset, so the per-process cache notices a rewritten file."""
+    _, _, arg = dataset.partition(":")
+    path = Path(arg.strip()).expanduser() if arg else None
+    if path is None or not path.exists():
+        return None
+    stat = path.stat()
+    return stat.st_mtime_ns, stat.st_size
+
+
+def _record_failure(run_dir: Path, job: JobSpec, exc: BaseException) -> str:
+    """Write the job's error.txt (one line, then the traceback); returns the line."""
+    line = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+    job_dir = Path(run_dir) / JOBS_DIR / job.job_id
+    job_dir.mkdir(parents=True, exist_ok=True)
+    trace = "".join(traceback.format_exception(exc))
+    _write_atomic(job_dir / ERROR_FILE, f"{line}\n\n{trace}")
+    return line
+
+
+def _claim_run_dir(run_dir: Path, resolved: dict[str, Any]) -> None:
+    """Write experiment.yaml, or check that the run directory holds this same experiment."""
+    path = run_dir / EXPERIMENT_FILE
+    if path.exists():
+        previous = yaml.safe_load(path.read_text()) or {}
+        if previous != resolved:
+            differing = [k for k in resolved if previous.get(k) != resolved[k]] or ["fields"]
+            raise UserError(
+                f"{run_dir} holds a different experiment (it differs in {', '.join(differing)}); use a new "
+                f"run directory, or delete {run_dir} to start over"
+            )
+        return
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise UserError(
+            f"{run_dir} exists and is not an experiment run directory; choose a new run directory"
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _write_atomic(path, yaml.safe_dump(resolved, sort_keys=False))
+
+
+def _write_atomic(target: Path, text: str) -> None:
+    """Write to a temporary file beside `target`, then rename: readers never see half a file."""
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, target)
+
+
+__all__ = [
+    "Experiment",
+    "ExperimentSummary",
+    "JobSpec",
+    "load_finished_jobs",
+    "quickstart_experiment_path",
+    "run_experiment",
+    "run_job_group",
+]
