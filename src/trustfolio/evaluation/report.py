@@ -43,7 +43,8 @@ def metrics_table(metrics: Mapping[str, Mapping[str, float]]) -> pd.DataFrame:
     return frame[[c for c in TABLE_COLUMNS if c in frame.columns]]
 
 
-def _figure_png(fig: plt.Figure) -> bytes:
+def figure_png(fig: plt.Figure) -> bytes:
+    """The figure as PNG bytes (closed afterwards)."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
@@ -66,7 +67,7 @@ def plot_curves(daily: pd.DataFrame, *, drawdown: bool) -> bytes:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, ncols=2)
     ax.set_title("Drawdown" if drawdown else "Cumulative return")
-    return _figure_png(fig)
+    return figure_png(fig)
 
 
 def _html_table(table: pd.DataFrame) -> str:
