@@ -79,7 +79,8 @@ class BalanceState:
 
 @dataclass
 class StepResult:
-    """The outcome of one step of every portfolio."""
+    """The outcome of one step of every portfolio. Read-only: `value` is also `state.value`, and
+    `done` is one all-False tensor shared by the steps before the first portfolio finishes."""
 
     reward: torch.Tensor  # [B] (V_{t+1} / V_t - 1) * reward_scale
     value: torch.Tensor  # [B] V_{t+1}
@@ -314,6 +315,8 @@ class Simulator:
             self._scratch = _OrderScratch(holdings.shape, self.dtype, self.device, self.cost_rate)
             self._close_spare = torch.empty_like(holdings)
             self._fill_rows = torch.empty_like(holdings)
+        # Until the first portfolio reaches its end, `done` is all False: one tensor serves every step.
+        self._none_done = torch.zeros(batch_size, dtype=torch.bool, device=self.device)
         return self._state
 
     @property
@@ -381,6 +384,7 @@ class Simulator:
         if config.reward_scale != 1.0:
             reward.mul_(self._reward_scale)
         self._steps_left -= 1
+        done = self._none_done if self._steps_left > 0 else t_next >= self._end
         if self._common_day is None:  # the spare buffer now holds close[t+1]; close[t] is free
             self._close_spare = self._close_now
         else:
@@ -392,7 +396,7 @@ class Simulator:
             value=value,
             costs=costs,
             traded_value=traded_value,
-            done=t_next >= self._end,
+            done=done,
             state=self._state,
         )
 
@@ -412,7 +416,8 @@ class Simulator:
         return self._state
 
     def _check_action(self, action: torch.Tensor) -> torch.Tensor:
-        action = torch.as_tensor(action, dtype=self.dtype, device=self.device)
+        if not (type(action) is torch.Tensor and action.dtype == self.dtype and action.device == self.device):
+            action = torch.as_tensor(action, dtype=self.dtype, device=self.device)
         if action.requires_grad:  # the simulator is not differentiable; don't build a graph
             action = action.detach()
         expected = self._state.holdings.shape
