@@ -53,39 +53,69 @@ def test_malformed_csv_is_one_line(monkeypatch, capsys, tmp_path: Path):
     assert_one_line_error(code, err, "prices.csv")
 
 
+SMALL_EXPERIMENT = """
+name: small
+dataset: sp500
+protocol: {kind: offline, train: [2015-01-01, 2021-12-31], test: [2022-01-03, 2022-06-30]}
+methods: [market, equal-weight, buy-and-hold, min-variance, momentum]
+seeds: [0, 1]
+cost_bps: 10
+cost_multiples: [1, 3]
+reference: equal-weight
+"""
+
+
 def test_failed_run_leaves_no_directory(monkeypatch, capsys, tmp_path: Path):
-    code, _, err = run_cli(
-        monkeypatch, capsys, "run", "--out", str(tmp_path), "--name", "x", "--test-start", "2030-01-01"
-    )
-    assert_one_line_error(code, err)
-    assert list(tmp_path.iterdir()) == []
+    experiment = tmp_path / "late.yaml"
+    experiment.write_text(SMALL_EXPERIMENT.replace("[2022-01-03, 2022-06-30]", "[2030-01-02, 2030-06-28]"))
+    out = tmp_path / "runs"
+    code, _, err = run_cli(monkeypatch, capsys, "run", str(experiment), "--out", str(out), "--workers", "1")
+    assert_one_line_error(code, err, "2030")
+    assert not out.exists() or list(out.iterdir()) == []
 
 
-def test_run_writes_metrics_daily_and_report(monkeypatch, capsys, tmp_path: Path):
-    code, out, err = run_cli(
-        monkeypatch, capsys, "run", "--out", str(tmp_path), "--name", "demo",
-        "--test-start", "2022-01-03", "--test-end", "2022-06-30",
-    )
+def test_bad_experiment_field_is_one_line(monkeypatch, capsys, tmp_path: Path):
+    experiment = tmp_path / "bad.yaml"
+    experiment.write_text(SMALL_EXPERIMENT.replace("seeds: [0, 1]", "seeds: [zero]"))
+    code, _, err = run_cli(monkeypatch, capsys, "run", str(experiment), "--out", str(tmp_path / "runs"))
+    assert_one_line_error(code, err, "seeds", "bad.yaml")
+
+
+def test_run_writes_metrics_daily_and_report_and_resumes(monkeypatch, capsys, tmp_path: Path):
+    experiment = tmp_path / "small.yaml"
+    experiment.write_text(SMALL_EXPERIMENT)
+    out = tmp_path / "runs"
+    code, stdout, err = run_cli(monkeypatch, capsys, "run", str(experiment), "--out", str(out), "--workers", "1")
     assert code == 0, err
-    run_dir = tmp_path / "demo"
+    run_dir = out / "small"
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    expected = {"market", "equal-weight", "buy-and-hold", "min-variance", "max-sharpe", "momentum"}
+    expected = {"market", "equal-weight", "buy-and-hold", "min-variance", "momentum"}
     assert set(metrics["strategies"]) == expected
     for values in metrics["strategies"].values():
-        assert {"CR", "AR", "SR", "MDD"} <= set(values)
-    # costs can only lower the cumulative return of a strategy that trades
-    for name in ("equal-weight", "min-variance"):
-        assert metrics["strategies"][name]["CR"] < metrics["strategies_no_costs"][name]["CR"]
+        assert {"CR", "AR", "SR", "MDD", "turnover", "total_costs"} <= set(values)
+    # metrics.json agrees with the job's own saved backtest (deterministic: one run, seed 0)
+    job = json.loads((run_dir / "jobs" / "equal-weight--offline--seed0--x1" / "result.json").read_text())
+    assert metrics["strategies"]["equal-weight"]["CR"] == pytest.approx(job["metrics"]["CR"], rel=1e-9)
     daily = pd.read_parquet(run_dir / "daily.parquet")
     assert {"date", "strategy", "value", "return"} <= set(daily.columns)
     assert not daily.duplicated(["date", "strategy"]).any()
     assert set(daily["strategy"]) == expected
     assert daily.groupby("strategy").size().nunique() == 1  # every strategy covers the same days
+    last = daily[daily["strategy"] == "equal-weight"]["value"].iloc[-1]
+    assert last - 1.0 == pytest.approx(metrics["strategies"]["equal-weight"]["CR"], rel=1e-6)
     html = (run_dir / "report.html").read_text()
     assert "data:image/png;base64," in html and "equal-weight" in html
     assert (run_dir / "cumulative_return.png").stat().st_size > 1000
-    # no staging directories are left behind
-    assert [p.name for p in tmp_path.iterdir()] == ["demo"]
-    # a second run with the same name refuses instead of overwriting
-    code, _, err = run_cli(monkeypatch, capsys, "run", "--out", str(tmp_path), "--name", "demo")
-    assert_one_line_error(code, err, "exists")
+    assert "equal-weight" in stdout and "report:" in stdout
+    # rerunning the same command skips every finished job
+    done = {p: p.stat().st_mtime_ns for p in run_dir.glob("jobs/*/DONE")}
+    assert len(done) == 10  # 5 deterministic methods × seed 0 × 2 cost multiples
+    code, stdout, err = run_cli(monkeypatch, capsys, "run", str(experiment), "--out", str(out), "--workers", "1")
+    assert code == 0, err
+    assert "0 run now, 10 already done" in stdout.replace("\n", " ")
+    assert {p: p.stat().st_mtime_ns for p in run_dir.glob("jobs/*/DONE")} == done
+
+
+def test_report_rebuilds_from_a_run_dir(monkeypatch, capsys, tmp_path: Path):
+    code, _, err = run_cli(monkeypatch, capsys, "report", str(tmp_path / "nothing-here"))
+    assert_one_line_error(code, err, "nothing-here")

@@ -130,29 +130,119 @@ def backtest_command(
         console.print(f"saved to {out}")
 
 
+Workers = Annotated[int | None, typer.Option(help="parallel jobs on the local pool (default: CPU cores)")]
+Backend = Annotated[str, typer.Option(help="local (process pool) | ray")]
+Address = Annotated[str | None, typer.Option(help="Ray cluster address (default: start a local Ray)")]
+
+
+def _check_backend(backend: str) -> None:
+    if backend not in ("local", "ray"):
+        raise UserError(f"--backend must be 'local' or 'ray', got {backend!r}")
+
+
 @app.command("run")
 def run_command(
-    dataset: DatasetArg = "sp500",
-    test_start: Annotated[str | None, typer.Option(help="first test day; default: the dataset's standard split")] = None,
-    test_end: Annotated[str | None, typer.Option(help="last test day")] = None,
-    cost_bps: Annotated[float, typer.Option(help="proportional cost per side, basis points")] = 10.0,
+    experiment: Annotated[Path | None, typer.Argument(help="experiment YAML (default: the packaged quickstart)")] = None,
     out: Annotated[Path, typer.Option(help="where run directories go")] = Path("runs"),
-    name: Annotated[str | None, typer.Option(help="run directory name (default: dataset and time)")] = None,
+    name: Annotated[str | None, typer.Option(help="run directory name (default: the experiment's name)")] = None,
+    workers: Workers = None,
+    backend: Backend = "local",
+    address: Address = None,
 ) -> None:
-    """The main job: backtest the classic strategies over a held-out test period and write a report."""
-    from trustfolio.quickstart import run_classic
+    """The main job: run an experiment (default: classic portfolios on the embedded S&P 500 data,
+    3 seeds, costs ×1/×3/×5), print the table and write the report. Rerunning skips finished jobs."""
+    from trustfolio.quickstart import run_main_job
 
-    if cost_bps < 0:
-        raise UserError(f"--cost-bps must be >= 0, got {cost_bps}")
-    with console.status("starting") as status:
-        summary = run_classic(
-            dataset, test_start=test_start, test_end=test_end, cost_bps=cost_bps, out_root=out, name=name,
-            progress=lambda message: status.update(message),
-        )
-    split = summary.split
-    console.print(metrics_rich_table(f"{dataset}: test {split.test_start} → {split.test_end}, {cost_bps:g} bps per side", summary.metrics))
-    console.print(metrics_rich_table("same, without costs", summary.metrics_no_costs))
-    console.print(f"report: {summary.run_dir / 'report.html'}")
+    _check_backend(backend)
+    result = run_main_job(experiment, out_root=out, name=name, workers=workers, backend=backend, address=address)
+    console.print(result.summary.describe())
+    _print_comparison(result.comparison)
+    console.print(f"report: {result.report}")
+
+
+def _print_comparison(comparison) -> None:
+    """Mean ± std table (costs ×1) and, when there are several, the other cost multiples' CR/SR."""
+    from trustfolio.evaluation.report import TABLE_COLUMNS, format_metric
+
+    summary = comparison.summary(1.0)
+    # The terminal gets the headline columns; the report has them all.
+    columns = [c for c in ("CR", "AR", "SR", "MDD", "turnover", "total_costs") if f"{c}_mean" in summary.columns]
+    table = Table(title="mean ± std over seeds (costs ×1; deterministic methods: one run)")
+    table.add_column("method", style="bold", no_wrap=True)
+    for column in columns:
+        table.add_column(TABLE_COLUMNS[column][0], justify="right", no_wrap=True)
+    table.add_column("seeds", justify="right")
+    for method, row in summary.iterrows():
+        cells = []
+        for c in columns:
+            mean, std = row[f"{c}_mean"], row[f"{c}_std"]
+            text = format_metric(c, mean)
+            cells.append(text if std != std or c in ("turnover", "total_costs") else f"{text}±{format_metric(c, std).lstrip('+')}")
+        table.add_row(str(method), *cells, str(int(row["n"])))
+    console.print(table)
+    if len(comparison.cost_multiples) > 1:
+        stress = comparison.cost_stress()
+        cost_table = Table(title="cost stress: CR (SR) by cost multiple")
+        cost_table.add_column("method", style="bold")
+        multiples = sorted(comparison.cost_multiples)
+        for multiple in multiples:
+            cost_table.add_column(f"×{multiple:g}", justify="right")
+        for method in summary.index:
+            cells = []
+            for multiple in multiples:
+                key = (method, multiple)
+                if key in stress.index:
+                    cells.append(f"{stress.loc[key, 'CR_mean']:+.3f} ({stress.loc[key, 'SR_mean']:.2f})")
+                else:
+                    cells.append("–")
+            cost_table.add_row(str(method), *cells)
+        console.print(cost_table)
+    for method, reason in comparison.missing.items():
+        errors.print(f"missing: {method}: {reason}", markup=False)
+
+
+@app.command("report")
+def report_command(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory written by `trustfolio run` or `reproduce`")],
+) -> None:
+    """Rebuild report.html / report.md (and metrics.json, daily.parquet) from a run's finished jobs."""
+    from trustfolio.evaluation.comparison import Comparison
+    from trustfolio.evaluation.experiment_report import build_report
+    from trustfolio.quickstart import write_tables
+
+    report = build_report(run_dir)
+    comparison = Comparison.from_run_dir(run_dir)
+    write_tables(comparison, run_dir)
+    _print_comparison(comparison)
+    console.print(f"report: {report}")
+
+
+@app.command("reproduce")
+def reproduce_command(
+    target: Annotated[str, typer.Argument(help="metatrader-table1 | metatrader-online")],
+    data_dir: Annotated[Path, typer.Option(help="StockFormer-format CSI data (e.g. ../shared/data/csi88)")],
+    seeds: Annotated[int, typer.Option(help="seeds per learning method")] = 3,
+    budget: Annotated[str, typer.Option(help="cpu (each agent's CPU config) | paper")] = "cpu",
+    out: Annotated[Path, typer.Option(help="where run directories go")] = Path("runs"),
+    docs_dir: Annotated[Path | None, typer.Option(help="also copy the Markdown and PNG plots here")] = None,
+    workers: Workers = None,
+    backend: Backend = "local",
+    address: Address = None,
+) -> None:
+    """Run a paper's protocol for every method we have and print ours beside the paper's figures."""
+    from rich.markdown import Markdown
+
+    from trustfolio.reproduce import reproduce
+
+    _check_backend(backend)
+    result = reproduce(
+        target, data_dir, seeds=seeds, budget=budget, out_root=out, docs_dir=docs_dir,
+        workers=workers, backend=backend, address=address,
+    )
+    console.print(Markdown(result.markdown))
+    console.print(f"report: {result.report}")
+    if result.docs_page is not None:
+        console.print(f"docs page: {result.docs_page}")
 
 
 @bench_app.command("env")

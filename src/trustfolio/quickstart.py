@@ -1,177 +1,112 @@
-"""The main job (`trustfolio run`): classic portfolios on a held-out test period, with a report.
+"""The main job (`trustfolio run`): an experiment file run end to end, with the tables and a report.
 
-Load a dataset, clean it with coverage decided on the training window only, backtest every classic
-strategy over the test window with and without costs, and write a run directory:
+By default it runs the packaged `experiments/quickstart.yaml` (embedded S&P 500 data, the classic
+strategies, 3 seeds, costs at 1×/3×/5×) with the resumable runner, then writes into the run directory:
 
-    runs/<name>/metrics.json    {"strategies": {name: {"CR":…, "AR":…, "SR":…, "MDD":…, …}}, …}
-    runs/<name>/daily.parquet   one row per (date, strategy): value, return (with costs)
-    runs/<name>/report.html     metrics tables, cumulative-return and drawdown plots (+ the PNGs)
+    metrics.json    {"strategies": {method: {"CR":…, "AR":…, "SR":…, "MDD":…, …}}, …}  (mean over
+                    seeds, costs ×1; `strategies_std` has the standard deviations, `n_seeds` the counts)
+    daily.parquet   one row per (date, strategy): `return` (mean across seeds, costs ×1) and `value`
+                    (the growth of one unit of capital under those returns)
+    report.html     the experiment report (`report.md` and the PNG plots beside it)
 
-The directory is built under a temporary name and renamed at the end, so a failed run leaves nothing.
+Rerunning the same command skips every finished job, so it only rebuilds the tables.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from trustfolio.data.cleaning import CleaningReport, clean
-from trustfolio.data.loaders import load_dataset
-from trustfolio.data.panel import Panel, to_day
-from trustfolio.errors import UserError
-from trustfolio.evaluation.backtest import backtest
-from trustfolio.evaluation.report import write_report
-from trustfolio.evaluation.result import BacktestResult
-from trustfolio.strategies import make_strategy
-
-CLASSIC_STRATEGIES = ("market", "equal-weight", "buy-and-hold", "min-variance", "max-sharpe", "momentum")
-
-# The embedded default's split: strategies only ever look back, so "training" here is the window on
-# which stock coverage is judged (and, in later issues, on which agents are fitted).
-DEFAULT_SPLITS = {"sp500": ("2010-01-01", "2019-12-31", "2020-01-01", "2022-12-28")}
-
-
-@dataclass(frozen=True)
-class Split:
-    """Training and test windows (inclusive dates)."""
-
-    train_start: np.datetime64
-    train_end: np.datetime64
-    test_start: np.datetime64
-    test_end: np.datetime64
-
-    def __post_init__(self) -> None:
-        if self.train_start > self.train_end:
-            raise UserError(f"inverted training range {self.train_start} → {self.train_end}")
-        if self.test_start > self.test_end:
-            raise UserError(f"inverted test range {self.test_start} → {self.test_end}")
-        if self.train_end >= self.test_start:
-            raise UserError(
-                f"the training window must end before the test window starts "
-                f"(train end {self.train_end}, test start {self.test_start})"
-            )
-
-
-def default_split(dataset: str, panel: Panel, test_start=None, test_end=None) -> Split:
-    """The dataset's standard split; otherwise the last three years are the test window.
-
-    Explicit `test_start`/`test_end` override the test window; training then ends the trading day
-    before the test starts.
-    """
-    if dataset in DEFAULT_SPLITS and test_start is None and test_end is None:
-        return Split(*(to_day(d) for d in DEFAULT_SPLITS[dataset]))
-    year = panel.calendar.trading_days_per_year
-    if test_start is None:
-        test_days = min(3 * year, panel.T // 3)
-        test_start = panel.dates[panel.T - test_days]
-    start_index = panel.index_of(test_start, "left")
-    if start_index == 0:
-        raise UserError(f"test start {to_day(test_start)} leaves no training days before it")
-    end = panel.end if test_end is None else to_day(test_end)
-    return Split(panel.start, panel.dates[start_index - 1], panel.dates[start_index], end)
+from trustfolio.evaluation.comparison import Comparison
+from trustfolio.evaluation.experiment_report import build_report
+from trustfolio.experiment import Experiment
+from trustfolio.runner import ExperimentSummary, quickstart_experiment_path, run_experiment
 
 
 @dataclass
-class RunSummary:
-    """What `run_classic` produced: where, the tables, and what cleaning did."""
-
+class MainJobResult:
+    summary: ExperimentSummary
+    comparison: Comparison
     run_dir: Path
-    metrics: dict[str, dict[str, float]]
-    metrics_no_costs: dict[str, dict[str, float]]
-    cleaning: CleaningReport
-    split: Split
-    results: dict[str, BacktestResult] = field(repr=False, default_factory=dict)
+    report: Path
 
 
-def run_classic(
-    dataset: str = "sp500",
+def run_main_job(
+    experiment_path: Path | str | None = None,
     *,
-    strategies: Sequence[str] = CLASSIC_STRATEGIES,
-    test_start=None,
-    test_end=None,
-    cost_bps: float = 10.0,
     out_root: Path | str = "runs",
     name: str | None = None,
-    progress: Callable[[str], None] | None = None,
-) -> RunSummary:
-    """Backtest `strategies` on `dataset` over its test window and write `out_root/name`."""
-    say = progress or (lambda _message: None)
-    out_root = Path(out_root)
-    name = name or f"{dataset.split(':')[0]}-{datetime.now():%Y%m%d-%H%M%S}"
-    run_dir = out_root / name
-    if run_dir.exists():
-        raise UserError(f"run directory {run_dir} already exists; pass another --name or remove it")
-    strategy_objects = {s: make_strategy(s) for s in strategies}  # unknown names fail before work
-
-    say(f"loading {dataset}")
-    raw = load_dataset(dataset)
-    split = default_split(dataset, raw, test_start, test_end)
-    panel, cleaning = clean(raw.slice(None, split.test_end), train_start=split.train_start, train_end=split.train_end)
-
-    results: dict[str, BacktestResult] = {}
-    results_no_costs: dict[str, BacktestResult] = {}
-    for label, strategy in strategy_objects.items():
-        say(f"backtesting {label}")
-        results[label] = backtest(strategy, panel, split.test_start, split.test_end, cost_bps=cost_bps)
-        results_no_costs[label] = backtest(strategy, panel, split.test_start, split.test_end, cost_bps=0.0)
-    metrics = {label: _plain(r.metrics()) for label, r in results.items()}
-    metrics_no_costs = {label: _plain(r.metrics()) for label, r in results_no_costs.items()}
-
-    daily = pd.concat(
-        [
-            pd.DataFrame({"date": r.dates, "strategy": label, "value": r.values, "return": r.returns})
-            for label, r in results.items()
-        ],
-        ignore_index=True,
+    workers: int | None = None,
+    backend: str = "local",
+    address: str | None = None,
+    progress: bool = True,
+) -> MainJobResult:
+    """Run an experiment file (default: the packaged quickstart) into `out_root/<name>`, then tables
+    and report. `name` defaults to the experiment's own name."""
+    path = Path(experiment_path) if experiment_path is not None else quickstart_experiment_path()
+    experiment = Experiment.from_yaml(path)
+    run_dir = Path(out_root) / (name or experiment.name)
+    summary = run_experiment(
+        experiment, run_dir, workers=workers, backend=backend, address=address, progress=progress
     )
-    period = f"{split.test_start} → {split.test_end} ({len(next(iter(results.values())).dates)} trading days)"
-    facts = [
-        ("dataset", f"{dataset}: {panel.N} stocks, {panel.calendar.currency}, lot {panel.calendar.lot_size}"),
-        ("training window", f"{split.train_start} → {split.train_end} (coverage judged here)"),
-        ("test window", period),
-        ("costs", f"{cost_bps:g} bps per side (second table: no costs)"),
-        ("execution", "orders decided at the close of day t fill at that close; lots rounded"),
-        ("benchmark", panel.benchmark_name or "none: market = equal-weight buy-and-hold proxy"),
-        ("cleaning", cleaning.summary()),
-    ]
+    comparison = Comparison.from_run_dir(run_dir)
+    write_tables(comparison, run_dir)
+    report = build_report(run_dir)
+    return MainJobResult(summary, comparison, run_dir, report)
 
-    out_root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=out_root))
-    try:
-        document = {
-            "strategies": metrics,
-            "strategies_no_costs": metrics_no_costs,
-            "dataset": dataset,
-            "split": {k: str(v) for k, v in vars(split).items()},
-            "cost_bps": cost_bps,
-            "cleaning": cleaning.to_dict(),
-        }
-        (staging / "metrics.json").write_text(json.dumps(document, indent=2))
-        daily.to_parquet(staging / "daily.parquet", index=False)
-        say("writing report")
-        write_report(
-            metrics,
-            daily,
-            staging,
-            title=f"trustfolio — classic portfolios on {dataset}",
-            facts=facts,
-            extra_tables={"Without costs": metrics_no_costs},
+
+def write_tables(comparison: Comparison, run_dir: Path) -> None:
+    """`metrics.json` and `daily.parquet` of the run (costs ×1), written atomically."""
+    summary = comparison.summary(1.0)
+    metric_names = [c[: -len("_mean")] for c in summary.columns if c.endswith("_mean")]
+
+    def values(method: str, suffix: str) -> dict[str, float | None]:
+        row = summary.loc[method]
+        return {m: _number(row[f"{m}{suffix}"]) for m in metric_names}
+
+    document = {
+        "strategies": {method: values(method, "_mean") for method in summary.index},
+        "strategies_std": {method: values(method, "_std") for method in summary.index},
+        "n_seeds": {method: int(summary.loc[method, "n"]) for method in summary.index},
+        "cost_multiple": 1.0,
+        "missing": dict(comparison.missing),
+    }
+    _write_atomic(run_dir / "metrics.json", lambda p: p.write_text(json.dumps(document, indent=2)))
+
+    frames = []
+    growth = comparison.growth(1.0)
+    for method, returns in comparison.daily_returns(1.0).items():
+        # `daily_returns` leaves out the first test day (capital invested, no return yet).
+        first_day = growth[method].index[0]
+        value = np.concatenate([[1.0], np.cumprod(1.0 + returns.to_numpy(dtype=np.float64))])
+        frames.append(
+            pd.DataFrame(
+                {
+                    "date": pd.DatetimeIndex([first_day, *returns.index]),
+                    "strategy": method,
+                    "value": value,  # growth of one unit of capital
+                    "return": np.r_[0.0, returns.to_numpy(dtype=np.float64)],
+                }
+            )
         )
-        staging.rename(run_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return RunSummary(run_dir, metrics, metrics_no_costs, cleaning, split, results)
+    columns = ["date", "strategy", "value", "return"]
+    daily = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+    _write_atomic(run_dir / "daily.parquet", lambda p: daily.to_parquet(p, index=False))
 
 
-def _plain(metrics: dict) -> dict[str, float]:
-    """JSON-ready floats (numpy scalars become Python floats)."""
-    return {k: float(v) for k, v in metrics.items()}
+def _number(value) -> float | None:
+    return None if value is None or pd.isna(value) else float(value)
+
+
+def _write_atomic(target: Path, write) -> None:
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        write(temporary)
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)
