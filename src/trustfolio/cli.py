@@ -230,16 +230,16 @@ def reproduce_command(
     address: Address = None,
 ) -> None:
     """Run a paper's protocol for every method we have and print ours beside the paper's figures."""
-    from rich.markdown import Markdown
-
-    from trustfolio.reproduce import reproduce
+    from trustfolio.reproduce import comparison_rich_table, reproduce
 
     _check_backend(backend)
     result = reproduce(
         target, data_dir, seeds=seeds, budget=budget, out_root=out, docs_dir=docs_dir,
         workers=workers, backend=backend, address=address,
     )
-    console.print(Markdown(result.markdown))
+    console.print(comparison_rich_table(result.reproduction, result.table, title=result.reproduction.title))
+    console.print("missing rows are methods not implemented yet; 'market' is a proxy (see the notes)")
+    console.print(f"full table with std and differences: {result.run_dir / 'reproduction.md'}")
     console.print(f"report: {result.report}")
     if result.docs_page is not None:
         console.print(f"docs page: {result.docs_page}")
