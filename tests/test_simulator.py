@@ -189,3 +189,22 @@ def test_user_mistakes_raise_clear_errors():
         weights_sim.step(row(0.7, 0.7))
     with pytest.raises(UserError, match="target weights"):
         weights_sim.step(row(-0.1, 0.5))
+
+
+def test_reset_with_another_batch_size_gives_the_results_of_a_fresh_simulator():
+    # The simulator reuses working tensors between steps and episodes; a reset to another batch
+    # size (or start days) must behave exactly like a new simulator.
+    config = SimulatorConfig(initial_cash=1000, hmax=40, cost_bps=10)
+    reused = Simulator(PANEL, config)
+    episodes = [np.array([0, 1]), np.array([0, 0, 1]), np.array([1]), np.array([0, 1])]
+    generator = torch.Generator().manual_seed(3)
+    for starts in episodes:
+        fresh = Simulator(PANEL, config)
+        for sim in (reused, fresh):
+            sim.reset(start=starts, end=torch.as_tensor(starts) + 2)
+        for _ in range(2):
+            action = torch.rand((len(starts), 2), generator=generator, dtype=torch.float64) * 2 - 1
+            a, b = reused.step(action), fresh.step(action)
+            for name in ("reward", "value", "costs", "traded_value", "done"):
+                assert torch.equal(getattr(a, name), getattr(b, name)), name
+            assert torch.equal(a.state.holdings, b.state.holdings) and torch.equal(a.state.cash, b.state.cash)

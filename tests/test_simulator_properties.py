@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from trustfolio.data.panel import Calendar, Panel
-from trustfolio.market import Simulator, SimulatorConfig
+from trustfolio.market import Simulator, SimulatorConfig, execute_orders, target_weights_to_orders
 
 REL = 1e-9  # float64 rounding only
 PROPERTY_SETTINGS = settings(max_examples=100, deadline=None)
@@ -177,3 +177,112 @@ def test_a_portfolio_in_a_batch_behaves_exactly_as_alone(scenario, weights_mode)
                 assert torch.equal(getattr(in_batch, name)[b : b + 1], getattr(single, name)), name
             assert torch.equal(in_batch.state.holdings[b : b + 1], single.state.holdings)
             assert torch.equal(in_batch.state.cash[b : b + 1], single.state.cash)
+
+
+def textbook_step(sim, cash, holdings, t, value, action):
+    """One step written plainly, op for op as documented (sells capped, buys scaled to the cash,
+    lots floored, costs per side), with fresh tensors everywhere: the reference that the optimized
+    `Simulator.step` (negated order book, reused scratch tensors, in-place ops) must match bit for bit."""
+    config, c = sim.config, sim.config.cost_rate
+    price, close_next = sim.fill_price[t], sim.close[t + 1]
+    if config.order_mode == "shares":
+        orders = action.clamp(-1.0, 1.0) * config.hmax
+    else:
+        orders = target_weights_to_orders(cash, holdings, action, price, c)
+    trades = torch.maximum(orders, holdings.neg())
+    if sim.lot_size is not None:
+        trades = torch.trunc(trades / sim.lot_size) * sim.lot_size
+    buys = trades.clamp_min(0.0)
+    buy_value = (buys * price).sum(-1)
+    sell_value = (buy_value - (trades * price).sum(-1)).clamp_min(0.0)
+    cash_after_sales = torch.add(cash, sell_value, alpha=1.0 - c)
+    buy_cost = buy_value * (1.0 + c)
+    scale = (cash_after_sales / buy_cost.clamp_min(torch.finfo(buy_cost.dtype).tiny)).clamp_max(1.0)
+    trades = torch.addcmul(trades, buys, (scale - 1.0).unsqueeze(-1))
+    if sim.lot_size is not None:
+        trades = torch.trunc(trades / sim.lot_size) * sim.lot_size
+        buy_value = (trades * price).clamp_min(0.0).sum(-1)
+    else:
+        buy_value = buy_value * scale
+    traded_value = sell_value + buy_value
+    new_cash = torch.sub(cash_after_sales, buy_value, alpha=1.0 + c).clamp_min(0.0)
+    holdings = holdings + trades
+    new_value = new_cash + (holdings * close_next).sum(-1)
+    reward = (new_value / value - 1.0) * config.reward_scale
+    return {
+        "cash": new_cash, "holdings": holdings, "value": new_value, "reward": reward,
+        "costs": traded_value * c, "traded_value": traded_value,
+    }  # fmt: skip
+
+
+def bits(x: torch.Tensor) -> torch.Tensor:
+    """The IEEE bit patterns of a float tensor (so that -0.0 != 0.0 and NaN == NaN of same payload)."""
+    return x.contiguous().view(torch.int64 if x.dtype == torch.float64 else torch.int32)
+
+
+@PROPERTY_SETTINGS
+@given(
+    scenarios("shares"),
+    st.sampled_from(["shares", "weights"]),
+    st.sampled_from([torch.float64, torch.float32]),
+    st.booleans(),
+    st.sampled_from([1.0, 100.0]),
+)
+def test_step_matches_the_textbook_formulas_bit_for_bit(scenario, order_mode, dtype, same_day, reward_scale):
+    panel, config, starts, actions = scenario
+    config = SimulatorConfig(**{**config.__dict__, "order_mode": order_mode, "reward_scale": reward_scale})
+    if order_mode == "weights":
+        actions = np.abs(actions) / (np.abs(actions).sum(-1, keepdims=True) + 0.5)
+    if same_day:  # all portfolios on one day: price rows are views instead of gathers
+        starts = np.full_like(starts, starts.min())
+    sim = Simulator(panel, config, dtype=dtype)
+    state = sim.reset(start=torch.as_tensor(starts), end=torch.as_tensor(starts) + len(actions))
+    expected, results = [], []
+    cash, holdings, t, value = state.cash, state.holdings, state.t, state.value
+    for action in torch.as_tensor(actions, dtype=dtype):
+        reference = textbook_step(sim, cash, holdings, t, value, action)
+        cash, holdings, value, t = reference["cash"], reference["holdings"], reference["value"], t + 1
+        expected.append(reference)
+        results.append(sim.step(action.clone()))
+    # Compared after the whole run: a later step must not have overwritten an earlier result.
+    for reference, result in zip(expected, results, strict=True):
+        for name in ("reward", "value", "costs", "traded_value"):
+            assert torch.equal(bits(getattr(result, name)), bits(reference[name])), name
+        for name in ("cash", "holdings"):
+            assert torch.equal(bits(getattr(result.state, name)), bits(reference[name])), name
+
+
+def test_execute_orders_matches_the_textbook_formulas_bit_for_bit():
+    rng = np.random.default_rng(7)
+    B, N = 64, 9
+    cash = torch.as_tensor(rng.choice([0.0, 1e2, 1e4, 1e6], B))
+    holdings = torch.as_tensor(rng.integers(0, 300, (B, N)) * rng.uniform(0.5, 1.0, (B, N)))
+    orders = torch.as_tensor(rng.uniform(-400, 400, (B, N)) * (rng.uniform(size=(B, N)) < 0.7))
+    price = torch.as_tensor(rng.uniform(1, 500, (B, N)))
+    for lot_size in (None, 100):
+        new_cash, new_holdings, costs, traded = execute_orders(
+            cash, holdings, orders, price, 0.0015, lot_size
+        )
+        trades = torch.maximum(orders, holdings.neg())
+        if lot_size:
+            trades = torch.trunc(trades / lot_size) * lot_size
+        buys = trades.clamp_min(0.0)
+        buy_value = (buys * price).sum(-1)
+        sell_value = (buy_value - (trades * price).sum(-1)).clamp_min(0.0)
+        cash_after_sales = torch.add(cash, sell_value, alpha=1.0 - 0.0015)
+        scale = (
+            cash_after_sales / (buy_value * 1.0015).clamp_min(torch.finfo(torch.float64).tiny)
+        ).clamp_max(1.0)
+        trades = torch.addcmul(trades, buys, (scale - 1.0).unsqueeze(-1))
+        if lot_size:
+            trades = torch.trunc(trades / lot_size) * lot_size
+            buy_value = (trades * price).clamp_min(0.0).sum(-1)
+        else:
+            buy_value = buy_value * scale
+        assert (scale < 1).any() and (scale == 1).any()  # both regimes are exercised
+        assert torch.equal(bits(new_holdings), bits(holdings + trades))
+        assert torch.equal(bits(traded), bits(sell_value + buy_value))
+        assert torch.equal(bits(costs), bits((sell_value + buy_value) * 0.0015))
+        assert torch.equal(
+            bits(new_cash), bits(torch.sub(cash_after_sales, buy_value, alpha=1.0015).clamp_min(0.0))
+        )
