@@ -90,3 +90,9 @@ for _name, _description in STRATEGIES.items():
     )
 
 __all__ = ["METHODS", "Method", "StrategyMethod", "make_method", "register_method"]
+
+# Predict-then-hold baselines (paper category D): each fits a return predictor on the training window.
+from trustfolio.strategies.predict_then_hold import PREDICT_HOLD_METHODS, make_predict_hold_method  # noqa: E402
+
+for _name, (_predictor, _description) in PREDICT_HOLD_METHODS.items():
+    register_method(_name, lambda config, name=_name: make_predict_hold_method(name, config), _description)
