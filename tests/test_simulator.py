@@ -208,3 +208,15 @@ def test_reset_with_another_batch_size_gives_the_results_of_a_fresh_simulator():
             for name in ("reward", "value", "costs", "traded_value", "done"):
                 assert torch.equal(getattr(a, name), getattr(b, name)), name
             assert torch.equal(a.state.holdings, b.state.holdings) and torch.equal(a.state.cash, b.state.cash)
+
+
+def test_execute_orders_promotes_mixed_dtypes_like_tensor_arithmetic():
+    generator = torch.Generator().manual_seed(5)
+    cash = torch.rand(4, generator=generator, dtype=torch.float64) * 1e4
+    holdings = (torch.rand((4, 3), generator=generator) * 100).float()  # float32 holdings
+    orders = (torch.rand((4, 3), generator=generator, dtype=torch.float64) * 2 - 1) * 150
+    price = torch.rand(3, generator=generator).float() * 50 + 1
+    mixed = execute_orders(cash, holdings, orders, price, 0.001)
+    widened = execute_orders(cash, holdings.double(), orders, price.double(), 0.001)
+    for got, expected in zip(mixed, widened, strict=True):
+        assert got.dtype == torch.float64 and torch.equal(got, expected)

@@ -20,6 +20,7 @@ Accounting runs in float64 by default so that `value == cash + holdings · price
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Literal
@@ -110,8 +111,9 @@ def execute_orders(
     Returns `(cash, holdings, costs, traded_value)`, with `costs == cost_rate * traded_value` and
     `traded_value == sum |shares traded| * price`.
     """
-    work = _OrderScratch(holdings.shape, holdings.dtype, holdings.device, cost_rate)
-    torch.neg(share_orders, out=work.minus_trades)
+    dtype = functools.reduce(torch.promote_types, (t.dtype for t in (cash, holdings, share_orders, price)))
+    work = _OrderScratch(holdings.shape, dtype, holdings.device, cost_rate)
+    work.minus_trades.copy_(share_orders).neg_()
     return _execute_minus_orders(work, cash, holdings, price, lot_size)
 
 
