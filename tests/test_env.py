@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from trustfolio.data.panel import Calendar, Panel
+from synthetic import panel_from_prices
+from trustfolio.data.panel import Panel
 from trustfolio.errors import DataError, UserError
 from trustfolio.market import SimulatorConfig, TradingEnv, default_market_features
 
@@ -17,16 +18,7 @@ def random_panel(T: int = 40, N: int = 4, seed: int = 0) -> Panel:
     rng = np.random.default_rng(seed)
     close = (50 * np.cumprod(rng.uniform(0.95, 1.05, (T, N)), axis=0)).astype(np.float32)
     open_ = (close * rng.uniform(0.98, 1.02, (T, N))).astype(np.float32)
-    return Panel(
-        dates=np.datetime64("2024-01-01") + np.arange(T),
-        tickers=tuple(f"S{i}" for i in range(N)),
-        open=open_,
-        high=np.maximum(open_, close),
-        low=np.minimum(open_, close),
-        close=close,
-        volume=np.ones((T, N), dtype=np.float32),
-        calendar=Calendar(lot_size=1),
-    )
+    return panel_from_prices(close, open_)
 
 
 PANEL = random_panel()

@@ -6,26 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from trustfolio.data.panel import Calendar, Panel
+from synthetic import panel_from_prices
 from trustfolio.errors import DataError, UserError
 from trustfolio.market import Simulator, SimulatorConfig, execute_orders, target_weights_to_orders
 
-
-def make_panel(close, open_=None, lot_size: int = 1) -> Panel:
-    """A panel from close (and open) price rows; high/low bracket them."""
-    close = np.asarray(close, dtype=np.float32)
-    open_ = close if open_ is None else np.asarray(open_, dtype=np.float32)
-    T, N = close.shape
-    return Panel(
-        dates=np.datetime64("2024-01-01") + np.arange(T),
-        tickers=tuple(f"S{i}" for i in range(N)),
-        open=open_,
-        high=np.maximum(open_, close),
-        low=np.minimum(open_, close),
-        close=close,
-        volume=np.ones((T, N), dtype=np.float32),
-        calendar=Calendar(lot_size=lot_size),
-    )
+make_panel = panel_from_prices
 
 
 def row(*values) -> torch.Tensor:

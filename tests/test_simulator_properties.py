@@ -11,25 +11,14 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trustfolio.data.panel import Calendar, Panel
+from synthetic import panel_from_prices
 from trustfolio.market import Simulator, SimulatorConfig, execute_orders, target_weights_to_orders
 
 REL = 1e-9  # float64 rounding only
 PROPERTY_SETTINGS = settings(max_examples=100, deadline=None)
 
 
-def make_panel(close: np.ndarray, open_: np.ndarray, lot_size: int) -> Panel:
-    T, N = close.shape
-    return Panel(
-        dates=np.datetime64("2024-01-01") + np.arange(T),
-        tickers=tuple(f"S{i}" for i in range(N)),
-        open=open_,
-        high=np.maximum(open_, close),
-        low=np.minimum(open_, close),
-        close=close,
-        volume=np.ones((T, N), dtype=np.float32),
-        calendar=Calendar(lot_size=lot_size),
-    )
+make_panel = panel_from_prices
 
 
 @st.composite
