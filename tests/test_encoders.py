@@ -192,6 +192,10 @@ def test_bad_configs_and_mismatched_features_raise_user_errors(panel, window, in
         EncoderConfig(d_model=30, n_heads=4)
     with pytest.raises(UserError, match="unknown encoder config keys"):
         EncoderConfig.from_dict({"d_modle": 64})
+    with pytest.raises(UserError, match="budget"):
+        EncoderConfig.preset("huge")
+    assert EncoderConfig.preset("paper") == EncoderConfig(kind="stockformer")  # the release's settings
+    assert EncoderConfig.preset("quick", "light", seed=4).seed == 4
     with pytest.raises(UserError, match="too short"):
         fit_encoder(inputs, EncoderConfig(lookback=400), progress=False)
     other_window = build_features(panel, FeatureConfig(), train_start=panel.dates[TRAIN_START],

@@ -84,6 +84,29 @@ class EncoderConfig:
         return len(BRANCHES) * self.out_dim
 
     @classmethod
+    def preset(cls, budget: str, kind: EncoderKind = "stockformer", **changes: Any) -> EncoderConfig:
+        """A config for a compute budget (`changes` override fields):
+
+        - `quick` (CI, seconds): small networks (stockformer: d_model 32, 2 heads, 1+1 layers, d_ff 64;
+          light: 32 hidden units), lookback 20, 3 epochs of 20 steps of 8 days.
+        - `cpu` (minutes on 2 cores): the release's architecture, 3 epochs of 10 steps of 4 days,
+          validation on 8 days. Measured in BENCHMARKS.md ("Encoders"): ~3 min of pretraining for the
+          stockformer on csi88, ~20 min to encode the whole timeline (once; cached).
+        - `paper`: the release's settings (60 epochs of full passes over the training days, batches
+          of 32 days), early-stopped with patience 5 — about 33 h of pretraining on one CPU core.
+        """
+        budgets: dict[str, dict[str, Any]] = {
+            "quick": dict(lookback=20, batch_size=8, steps_per_epoch=20, max_epochs=3, validation_days=16,
+                          patience=2, lr=1e-3, hidden=32, d_model=32, n_heads=2, encoder_layers=1,
+                          decoder_layers=1, d_ff=64),
+            "cpu": dict(batch_size=4, steps_per_epoch=10, max_epochs=3, validation_days=8, patience=2),
+            "paper": {},
+        }  # fmt: skip
+        if budget not in budgets:
+            raise UserError(f"unknown encoder budget {budget!r}; choose one of {', '.join(budgets)}")
+        return cls(kind=kind, **{**budgets[budget], **changes})
+
+    @classmethod
     def from_dict(cls, values: dict[str, Any] | None) -> EncoderConfig:
         """Build from a plain mapping (a YAML section); unknown keys raise `UserError` naming them."""
         values = dict(values or {})
