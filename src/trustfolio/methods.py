@@ -96,3 +96,7 @@ from trustfolio.strategies.predict_then_hold import PREDICT_HOLD_METHODS, make_p
 
 for _name, (_predictor, _description) in PREDICT_HOLD_METHODS.items():
     register_method(_name, lambda config, name=_name: make_predict_hold_method(name, config), _description)
+
+# The learning agents register themselves ("sac", "ddpg", …). Imported last, once register_method
+# exists, so the import cycle (the registry imports this module) resolves either way round.
+import trustfolio.agents.registry  # noqa: E402, F401
