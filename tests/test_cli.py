@@ -39,6 +39,11 @@ def assert_one_line_error(code: int, err: str, *words: str) -> None:
         (["backtest", "--strategy", "equal-weight", "--start", "2021-01-01", "--end", "2020-01-01"], ["2021-01-01"]),
         (["backtest", "--strategy", "equal-weight", "--start", "not-a-date"], ["not-a-date"]),
         (["data", "inspect", "yahoo-dir:/no/such/dir"], ["/no/such/dir"]),
+        (["train", "no-such-agent"], ["no-such-agent"]),
+        (["train", "sac", "--budget", "huge"], ["huge"]),
+        (["evaluate", "/no/such/run"], ["/no/such/run"]),
+        (["reproduce", "metatrader-table9", "--data-dir", "."], ["metatrader-table9"]),
+        (["reproduce", "metatrader-table1", "--data-dir", "/no/such/csi"], ["/no/such/csi"]),
     ],
 )
 def test_user_mistakes_exit_2_with_one_line(monkeypatch, capsys, args, words):

@@ -177,8 +177,9 @@ def run_job_group(
         method = make_method(first.method, first.method_config)
         started = time.perf_counter()
         work_dir = run_dir / WORK_DIR / first.group_id
-        shutil.rmtree(work_dir, ignore_errors=True)  # a rerun starts from scratch: same seed, same result
-        work_dir.mkdir(parents=True)
+        # Kept across reruns: a method that checkpoints there (the agents) resumes a killed job where
+        # it stopped, and a resumed agent ends exactly as an uninterrupted one with the same seed.
+        work_dir.mkdir(parents=True, exist_ok=True)
         policy = method.build_policy(panel, first.window, first.seed, work_dir)
         build_seconds = round(time.perf_counter() - started, 3)
         if not any(work_dir.iterdir()):
