@@ -31,6 +31,8 @@ import yaml
 from trustfolio.agents.base import Agent, AgentConfig, AgentData
 from trustfolio.agents.ddpg import DDPGAgent
 from trustfolio.agents.sac import SACAgent
+from trustfolio.agents.sarl import SARLAgent
+from trustfolio.agents.stockformer import StockFormerAgent
 from trustfolio.data.cleaning import clean
 from trustfolio.data.features import MarketStates, build_features
 from trustfolio.data.loaders import load_dataset
@@ -406,6 +408,28 @@ register_agent(
     DDPGAgent,
     "FinRL-DDPG: deep deterministic policy gradient on raw features",
     {b: {**c, **(_PAPER_DDPG if b == "paper" else {})} for b, c in _COMMON_BUDGETS.items()},
+)
+# StockFormer's encoder follows the budget: quick = a tiny transformer, cpu = the release's sizes with
+# a CPU-sized pretraining schedule, paper = the release's schedule (`EncoderConfig.preset`).
+register_agent(
+    "stockformer",
+    StockFormerAgent,
+    "StockFormer: SAC on the three frozen encoder branches (relational, 5-day and 1-day predictors)",
+    {
+        b: {**c, **(_PAPER_SAC if b == "paper" else {}), "encoder_budget": b}
+        for b, c in _COMMON_BUDGETS.items()
+    },
+)
+# SARL's light predictor is cheap enough for the release's full pretraining schedule beyond quick.
+_SARL_PREDICTOR = {"quick": "quick", "cpu": "paper", "paper": "paper"}
+register_agent(
+    "sarl",
+    SARLAgent,
+    "SARL: SAC on raw features augmented with predicted 1-day and 5-day returns (light encoder)",
+    {
+        b: {**c, **(_PAPER_SAC if b == "paper" else {}), "predictor_budget": _SARL_PREDICTOR[b]}
+        for b, c in _COMMON_BUDGETS.items()
+    },
 )
 
 __all__ = [
