@@ -164,22 +164,23 @@ def run_command(
 
 def _print_comparison(comparison) -> None:
     """Mean ± std table (costs ×1) and, when there are several, the other cost multiples' CR/SR."""
-    from trustfolio.evaluation.report import TABLE_COLUMNS, format_metric
-
     summary = comparison.summary(1.0)
-    # The terminal gets the headline columns; the report has them all.
-    columns = [c for c in ("CR", "AR", "SR", "MDD", "turnover", "total_costs") if f"{c}_mean" in summary.columns]
+    # The terminal gets the headline columns in 80 characters; the report has them all.
+    formats = {"CR": "{:+.2f}", "SR": "{:.2f}", "MDD": "{:.2f}", "total_costs": "{:.2%}"}
+    headers = {"total_costs": "costs"}
+    columns = [c for c in formats if f"{c}_mean" in summary.columns]
     table = Table(title="mean ± std over seeds (costs ×1; deterministic methods: one run)")
     table.add_column("method", style="bold", no_wrap=True)
     for column in columns:
-        table.add_column(TABLE_COLUMNS[column][0], justify="right", no_wrap=True)
+        table.add_column(headers.get(column, column), justify="right", no_wrap=True)
     table.add_column("seeds", justify="right")
     for method, row in summary.iterrows():
         cells = []
         for c in columns:
             mean, std = row[f"{c}_mean"], row[f"{c}_std"]
-            text = format_metric(c, mean)
-            cells.append(text if std != std or c in ("turnover", "total_costs") else f"{text}±{format_metric(c, std).lstrip('+')}")
+            text = "–" if mean != mean else formats[c].format(mean)
+            with_std = std == std and c in ("CR", "SR", "MDD")  # NaN std: a single run
+            cells.append(f"{text}±{std:.2f}" if with_std else text)
         table.add_row(str(method), *cells, str(int(row["n"])))
     console.print(table)
     if len(comparison.cost_multiples) > 1:
