@@ -273,3 +273,32 @@ def test_methods_fit_on_the_window_and_report_the_fit(cache_dir, tmp_path):
 def test_bad_method_options_fail_when_the_method_is_made(config, match):
     with pytest.raises(UserError, match=match):
         make_method("predict-hold-ridge", config)
+
+
+def test_stockformer_long_branch_drives_the_same_policy(cache_dir, tmp_path):
+    """The encoders' long-term branch as a predictor (a small light encoder, for speed): one row per
+    day, none before the first full window, and rows up to t unchanged by garbage after t."""
+    panel = synthetic_market(0, T=600)
+    window = Window(
+        "offline", panel.dates[0], panel.dates[TRAIN_END], panel.dates[TEST_START], panel.dates[-1]
+    )
+    small = {
+        "budget": "quick",
+        "lookback": 20,
+        "validation_days": 10,
+        "cache_dir": str(tmp_path / "encoders"),
+    }
+    method = make_method("predict-hold-stockformer", small)
+    assert not method.deterministic
+    policy = method.build_policy(panel, window, 0, tmp_path)
+    predictions = policy.predictions
+    assert predictions.shape == (panel.T, panel.N) and policy.name == "predict-hold-stockformer"
+    assert np.isnan(predictions[:19]).all() and np.isfinite(predictions[19:]).all()
+    t = TEST_START + 7
+    corrupted = method.build_policy(garbage_after(panel, t), window, 0, tmp_path).predictions
+    assert np.array_equal(corrupted[: t + 1], predictions[: t + 1], equal_nan=True)
+    assert not np.array_equal(corrupted[t + 1 :], predictions[t + 1 :])
+    with pytest.raises(UserError, match="unknown encoder config keys"):
+        make_method("predict-hold-stockformer", {"lookbak": 20})
+    with pytest.raises(UserError, match="budget"):
+        make_method("predict-hold-stockformer", {"budget": "huge"})

@@ -32,8 +32,7 @@ from trustfolio.evaluation.backtest import Observation
 from trustfolio.evaluation.protocols import Window
 from trustfolio.strategies.predictors import make_predictor
 
-#: Runner method name -> (return predictor name, description). Add the StockFormer long-term
-#: branch here as "predict-hold-stockformer" -> ("stockformer-long", ...) once it is a predictor.
+#: Runner method name -> (return predictor name, description); `trustfolio.methods` registers them.
 PREDICT_HOLD_METHODS: dict[str, tuple[str, str]] = {
     "predict-hold-ridge": (
         "ridge",
@@ -43,11 +42,13 @@ PREDICT_HOLD_METHODS: dict[str, tuple[str, str]] = {
         "gbm",
         "prediction (D): every 5 days buy the stock with the highest 5-day return predicted by boosted trees",
     ),
+    "predict-hold-stockformer": (
+        "stockformer-long",
+        "prediction (D): every 5 days buy the stock with the highest 5-day return predicted by StockFormer's "
+        "long-term branch",
+    ),
 }
 POLICY_OPTIONS = ("top_k", "holding_days")  # method config keys for the policy; the rest go to the predictor
-# Accepted and ignored: `trustfolio reproduce` gives every non-deterministic method a training
-# budget ("quick"/"cpu"/"paper"); these predictors fit in seconds and have none to scale.
-IGNORED_OPTIONS = ("budget",)
 
 
 class PredictThenHold:
@@ -128,13 +129,11 @@ class PredictThenHoldMethod:
 
     def __post_init__(self) -> None:
         self.policy_options = {k: v for k, v in self.config.items() if k in POLICY_OPTIONS}
-        self.predictor_options = {
-            k: v for k, v in self.config.items() if k not in POLICY_OPTIONS + IGNORED_OPTIONS
-        }
+        self.predictor_options = {k: v for k, v in self.config.items() if k not in POLICY_OPTIONS}
         _check_options(self.name, self.policy_options)  # bad options fail now, before any job runs
         make_predictor(self.predictor, self.predictor_options)
         # Ridge draws no random numbers. Boosted trees use the seed when they bin a subsample (more
-        # than 200,000 training rows), so their result may depend on it: run every seed.
+        # than 200,000 training rows) and the encoder's training is seeded: run those on every seed.
         self.deterministic = self.predictor == "ridge"
 
     def build_policy(self, panel: Panel, window: Window, seed: int, work_dir: Path) -> PredictThenHold:

@@ -25,7 +25,9 @@ A training sample at day ``s`` is used only when its label is known by the end o
 `validation_fraction` of those days, and the `horizon` days before it are left out of the fitting
 part so that no fitting label overlaps a validation day.
 
-Other predictors plug in with `register_predictor` (see the end of this file).
+A third, ``stockformer-long``, is the long-term branch of `trustfolio.encoders` (pretrained on the
+training window, frozen). Other predictors plug in with `register_predictor` and a line in
+`trustfolio.strategies.predict_then_hold.PREDICT_HOLD_METHODS`.
 """
 
 from __future__ import annotations
@@ -310,8 +312,9 @@ def make_predictor(name: str, config: dict[str, Any] | None = None) -> ReturnPre
 
 
 def _with_tuples(config: dict[str, Any]) -> dict[str, Any]:
-    """YAML gives lists; the dataclasses hold tuples."""
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
+    """YAML gives lists; the dataclasses hold tuples. A training `budget` (which `trustfolio reproduce`
+    gives every seed-dependent method) is dropped: these models fit in seconds, there is none to scale."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in config.items() if k != "budget"}
 
 
 register_predictor(
@@ -321,17 +324,65 @@ register_predictor(
 )
 register_predictor(
     "gbm",
-    lambda config: GradientBoostingPredictor(**config),
+    lambda config: GradientBoostingPredictor(**_with_tuples(config)),
     "pooled gradient-boosted trees (sklearn HistGradientBoostingRegressor, early-stopped on validation)",
 )
-# Registration point for the StockFormer long-term branch (`trustfolio.encoders`, not yet in the
-# repository when this was written). Once it lands:
-#
-#     def _stockformer_long(config):  # a ReturnPredictor: fits on the training window, row t causal
-#         from trustfolio.encoders import EncoderConfig, long_term_predictions
-#         ...  # __call__(panel, *, train_start, train_end, seed) -> long_term_predictions(panel,
-#              #     EncoderConfig(**config, seed=seed), train_start=..., train_end=..., progress=False)
-#     register_predictor("stockformer-long", _stockformer_long, "StockFormer's long-term branch")
-#
-# and add "predict-hold-stockformer": ("stockformer-long", ...) to
-# `trustfolio.strategies.predict_then_hold.PREDICT_HOLD_METHODS`; `trustfolio.methods` registers it.
+
+
+# ---------------------------------------------------------------------------------------- StockFormer
+#: Encoder settings per training budget (`EncoderConfig` fields; the job's options override them).
+#: "paper" is the StockFormer release (60 epochs, early-stopped); "cpu" the light encoder trained as
+#: long (487 s on csi88 on a busy 2-core machine); "quick" a smoke run. Default: "quick", as for agents.
+ENCODER_BUDGETS: dict[str, dict[str, Any]] = {
+    "quick": {"kind": "light", "max_epochs": 2, "steps_per_epoch": 20},
+    "cpu": {"kind": "light"},
+    "paper": {"kind": "stockformer"},
+}
+
+
+@dataclass
+class StockFormerLongPredictor:
+    """StockFormer's long-term branch (`trustfolio.encoders`): the encoder is pretrained on the training
+    window (early-stopped on its last part, frozen, cached on disk) and its 5-day head predicts each
+    day from that day's `lookback`-day window. `encoder` holds `EncoderConfig` fields; the job's seed
+    replaces `seed`."""
+
+    encoder: dict[str, Any] = field(default_factory=dict)
+    cache_dir: str | Path | None = None  # encoder weights/states cache (None: trustfolio's cache)
+    name: str = field(default="stockformer-long", init=False)
+
+    def __post_init__(self) -> None:
+        from trustfolio.encoders import EncoderConfig
+
+        self.config = EncoderConfig.from_dict(self.encoder)  # unknown fields fail now
+
+    def __call__(self, panel: Panel, *, train_start: Any, train_end: Any, seed: int = 0) -> np.ndarray:
+        from trustfolio.encoders import long_term_predictions
+
+        config = self.config.with_(seed=seed)
+        return long_term_predictions(
+            panel,
+            config,
+            train_start=train_start,
+            train_end=train_end,
+            cache_dir=self.cache_dir,
+            progress=False,
+        )
+
+
+def _stockformer_long(config: dict[str, Any]) -> StockFormerLongPredictor:
+    options = dict(config)
+    budget = options.pop("budget", "quick")  # the agents' default budget too
+    if budget not in ENCODER_BUDGETS:
+        raise UserError(
+            f"stockformer-long: unknown budget {budget!r}; choose one of {', '.join(ENCODER_BUDGETS)}"
+        )
+    cache_dir = options.pop("cache_dir", None)
+    return StockFormerLongPredictor(encoder={**ENCODER_BUDGETS[budget], **options}, cache_dir=cache_dir)
+
+
+register_predictor(
+    "stockformer-long",
+    _stockformer_long,
+    "StockFormer's long-term branch (trustfolio.encoders), pretrained on the training window",
+)
