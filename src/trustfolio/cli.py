@@ -173,7 +173,7 @@ def _print_comparison(comparison) -> None:
     table.add_column("method", style="bold", no_wrap=True)
     for column in columns:
         table.add_column(headers.get(column, column), justify="right", no_wrap=True)
-    table.add_column("seeds", justify="right")
+    table.add_column("n", justify="right")  # seeds
     for method, row in summary.iterrows():
         cells = []
         for c in columns:
@@ -228,6 +228,7 @@ def reproduce_command(
     budget: Annotated[str, typer.Option(help="cpu (each agent's CPU config) | paper")] = "cpu",
     out: Annotated[Path, typer.Option(help="where run directories go")] = Path("runs"),
     docs_dir: Annotated[Path | None, typer.Option(help="also copy the Markdown and PNG plots here")] = None,
+    methods: Annotated[str | None, typer.Option(help="comma-separated methods (default: every registered one)")] = None,
     workers: Workers = None,
     backend: Backend = "local",
     address: Address = None,
@@ -238,6 +239,7 @@ def reproduce_command(
     _check_backend(backend)
     result = reproduce(
         target, data_dir, seeds=seeds, budget=budget, out_root=out, docs_dir=docs_dir,
+        methods=None if methods is None else [m.strip() for m in methods.split(",") if m.strip()],
         workers=workers, backend=backend, address=address,
     )
     console.print(comparison_rich_table(result.reproduction, result.table, title=result.reproduction.title))
