@@ -28,6 +28,7 @@ from trustfolio.agents import (
     train_agent,
 )
 from trustfolio.agents.base import Agent
+from trustfolio.agents.registry import default_hmax
 from trustfolio.errors import UserError
 from trustfolio.evaluation.protocols import Window
 from trustfolio.methods import make_method
@@ -235,9 +236,8 @@ def test_train_agent_then_evaluate_run_on_the_embedded_data(tmp_path, monkeypatc
 def test_agents_are_runner_methods_that_train_on_the_window(tmp_path, monkeypatch):
     monkeypatch.setenv("TRUSTFOLIO_CACHE", str(tmp_path / "cache"))
     method = make_method("ddpg", {"budget": "quick", "steps": 60, "initial_cash": 1e4, "hmax": 100})
-    assert (method.initial_cash, method.hmax) == (1e4, 100) and make_method(
-        "sac"
-    ).hmax == 100  # backtest's default
+    assert (method.initial_cash, method.hmax) == (1e4, 100)
+    assert make_method("sac").hmax is None  # chosen from the training data when the policy is built
     assert method.deterministic is False and method.config.steps == 60
     with pytest.raises(UserError, match="unknown field"):
         make_method("sac", {"budget": "quick", "learning_rate": 1})
@@ -257,3 +257,8 @@ def test_agents_are_runner_methods_that_train_on_the_window(tmp_path, monkeypatc
     ).exists()
     result = held_out_backtest(policy, panel)
     assert result.name == "ddpg" and np.isfinite(result.values).all()
+    assert policy.hmax == 100 and result.config["hmax"] == 100  # the backtest trades the policy's hmax
+    default = make_method("sac", {"budget": "quick", "steps": 30, "initial_cash": 1e4})
+    chosen = default.build_policy(panel, window, seed=0, work_dir=tmp_path / "work-default")
+    expected = default_hmax(panel, window.train_start, window.train_end, 1e4)
+    assert chosen.hmax == expected and held_out_backtest(chosen, panel).config["hmax"] == expected

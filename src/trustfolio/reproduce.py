@@ -259,10 +259,14 @@ def reproduction_experiment(
     unknown = [m for m in chosen if m not in METHODS]
     if unknown:
         raise UserError(f"unknown method {unknown[0]!r}; choose among {', '.join(METHODS)}")
+    from trustfolio.agents.registry import AGENTS
+
     methods = []
     for name in chosen:
         if make_method(name).deterministic:
             methods.append({"name": name})
+        elif name in AGENTS:  # agents train with the capital they are tested with
+            methods.append({"name": name, "config": {"budget": budget, "initial_cash": CSI_INITIAL_CASH}})
         else:
             methods.append({"name": name, "config": {"budget": budget}})
     return {

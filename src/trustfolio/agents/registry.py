@@ -29,7 +29,9 @@ import numpy as np
 import yaml
 
 from trustfolio.agents.base import Agent, AgentConfig, AgentData
+from trustfolio.agents.cql import CQLAgent
 from trustfolio.agents.ddpg import DDPGAgent
+from trustfolio.agents.iql import IQLAgent
 from trustfolio.agents.sac import SACAgent
 from trustfolio.agents.sarl import SARLAgent
 from trustfolio.agents.stockformer import StockFormerAgent
@@ -95,6 +97,7 @@ _COMMON_BUDGETS: dict[str, dict[str, Any]] = {
 }
 _PAPER_SAC = dict(batch_size=64, actor_lr=1e-4, critic_lr=1e-4, alpha_lr=1e-4)  # FinRL SAC_PARAMS
 _PAPER_DDPG = dict(batch_size=128, buffer_size=50_000, actor_lr=1e-3, critic_lr=1e-3)  # FinRL DDPG_PARAMS
+_PAPER_CQL = dict(actor_lr=1e-4, critic_lr=3e-4, alpha_lr=1e-4)  # the CQL authors' (batch: default 256)
 
 #: Windows used when `train_agent` is given no dates: the papers' for known datasets, else the
 #: first 80% of the days.
@@ -357,9 +360,10 @@ def _write_atomic(target: Path, text: str) -> None:
 class AgentMethod:
     """An agent as a runner method. Config: ``budget`` (quick/cpu/paper), ``states`` (default: the
     agent's own, `Agent.market_states`; or a name registered with `register_states`, e.g. ``raw``),
-    ``initial_cash`` and ``hmax`` — the execution the agent trains with, which must equal the
-    experiment's ``backtest`` options (defaults 1e6 and 100, the backtest's defaults; a policy cannot
-    see the backtest's hmax, so a mismatch would go unnoticed) — ``cost_bps`` of training (10),
+    ``initial_cash`` — the capital the agent trains with, which must equal the experiment's
+    ``backtest`` option (default 1e6, the backtest's default; a mismatch is refused on the first
+    test day) — ``hmax`` (default: `default_hmax`, a full order buys about 1/N of the capital; the
+    backtest trades the policy's own hmax), ``cost_bps`` of training (10),
     ``device``, and any field of the agent's config."""
 
     name: str
@@ -371,7 +375,8 @@ class AgentMethod:
         self.budget = settings.pop("budget", "quick")
         self.states = settings.pop("states", None)
         self.initial_cash = float(settings.pop("initial_cash", 1e6))
-        self.hmax = float(settings.pop("hmax", 100.0))
+        hmax = settings.pop("hmax", None)
+        self.hmax = None if hmax is None else float(hmax)
         self.cost_bps = float(settings.pop("cost_bps", 10.0))
         self.device = settings.pop("device", "cpu")
         self.config = resolve_config(self.name, self.budget, settings)  # bad fields fail now
@@ -386,7 +391,10 @@ class AgentMethod:
         states = _build_states(
             self.states, agent_class, self.config, panel, window.train_start, window.train_end
         )
-        sim = SimulatorConfig(initial_cash=self.initial_cash, hmax=self.hmax, cost_bps=self.cost_bps)
+        hmax = self.hmax
+        if hmax is None:
+            hmax = default_hmax(panel, window.train_start, window.train_end, self.initial_cash)
+        sim = SimulatorConfig(initial_cash=self.initial_cash, hmax=hmax, cost_bps=self.cost_bps)
         agent = agent_class(panel.N, states.h.shape[2], self.config, seed=seed, device=self.device)
         train = AgentData.between(panel, states, window.train_start, window.train_end, sim)
         agent.fit(train, seed=seed, out_dir=Path(work_dir) / "fit", progress=False)
@@ -430,6 +438,20 @@ register_agent(
         b: {**c, **(_PAPER_SAC if b == "paper" else {}), "predictor_budget": _SARL_PREDICTOR[b]}
         for b, c in _COMMON_BUDGETS.items()
     },
+)
+# CQL and IQL, the paper's offline-RL baselines: SAC's actor/critic networks (MetaTrader's), trained in
+# the same partial-offline loop; the `paper` budget takes their authors' learning rates (IQL's defaults).
+register_agent(
+    "cql",
+    CQLAgent,
+    "CQL: SAC with the conservative Q penalty (CQL(H), fixed weight 1) on raw features",
+    {b: {**c, **(_PAPER_CQL if b == "paper" else {})} for b, c in _COMMON_BUDGETS.items()},
+)
+register_agent(
+    "iql",
+    IQLAgent,
+    "IQL: expectile value (0.7) and advantage-weighted SAC actor (beta 3) on raw features",
+    {b: dict(c) for b, c in _COMMON_BUDGETS.items()},
 )
 
 __all__ = [

@@ -86,6 +86,9 @@ def backtest(
         raise UserError(f"{panel.name}: a backtest needs at least 2 trading days between {start} and {end}")
     if policy.order_mode not in ("shares", "weights"):
         raise UserError(f"policy {policy.name!r}: order_mode must be 'shares' or 'weights'")
+    # A policy that declares its own hmax (a trained agent) sends orders in units of it: trading them
+    # at another scale would be a different policy.
+    hmax = float(getattr(policy, "hmax", None) or hmax)
     config = {
         "strategy": policy.name,
         "panel": panel.name,
