@@ -40,14 +40,12 @@ from dataclasses import dataclass
 
 import torch
 
-from trustfolio.agents.networks import QNetwork, SquashedGaussianActor, frozen, polyak_update
+from trustfolio.agents.networks import QNetwork, SquashedGaussianActor
 from trustfolio.agents.sac import (
     SACAgent,
     SACConfig,
-    actor_loss,
     critic_loss,
     soft_q_target,
-    temperature_loss,
 )
 from trustfolio.agents.training import Batch
 from trustfolio.errors import UserError
@@ -129,9 +127,10 @@ class CQLAgent(SACAgent):
     config_class = CQLConfig
     log_keys = (*SACAgent.log_keys, "cql_penalty")
 
-    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
+    def critic_step(self, batch: Batch, alpha: torch.Tensor) -> dict[str, torch.Tensor]:
+        """SAC's TD regression plus the conservative penalty on each Q-network (the actor and
+        temperature steps are SAC's)."""
         c = self.config
-        alpha = self.log_alpha.detach().exp()
         obs, count = batch.obs, c.cql_num_actions
 
         with torch.no_grad():
@@ -170,31 +169,9 @@ class CQLAgent(SACAgent):
         self.critic_optimizer.zero_grad()
         q_loss.backward()
         self.critic_optimizer.step()
-
-        # Actor and temperature: exactly SAC's.
-        action, log_prob = self.actor.sample(obs, self.generator)
-        with frozen(self.q1, self.q2):
-            pi_loss = actor_loss(self.q1(obs, action), self.q2(obs, action), log_prob, alpha)
-        self.actor_optimizer.zero_grad()
-        pi_loss.backward()
-        self.actor_optimizer.step()
-
-        alpha_loss = torch.zeros((), device=self.device)
-        if self.alpha_optimizer is not None:
-            alpha_loss = temperature_loss(self.log_alpha, log_prob, self.target_entropy)
-            self.alpha_optimizer.zero_grad()
-            alpha_loss.backward()
-            self.alpha_optimizer.step()
-
-        polyak_update(self.q1_target, self.q1, c.tau)
-        polyak_update(self.q2_target, self.q2, c.tau)
         return {
             "critic_loss": q_loss.detach(),
-            "actor_loss": pi_loss.detach(),
-            "alpha": alpha,
-            "alpha_loss": alpha_loss.detach(),
             "q_mean": q1.detach().mean(),
-            "entropy": -log_prob.detach().mean(),
             "cql_penalty": penalty.detach() / 2,  # mean over the two Q-networks
         }
 

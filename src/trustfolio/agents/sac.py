@@ -99,10 +99,15 @@ class SACAgent(Agent):
             )
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
-        c = self.config
         alpha = self.log_alpha.detach().exp()
+        critic_logs = self.critic_step(batch, alpha)
+        actor_logs = self.actor_and_temperature_step(batch.obs, alpha)
+        polyak_update(self.q1_target, self.q1, self.config.tau)
+        polyak_update(self.q2_target, self.q2, self.config.tau)
+        return {**critic_logs, **actor_logs, "alpha": alpha}
 
-        # Critics: regress both Q-networks on the soft TD target from the target networks.
+    def critic_step(self, batch: Batch, alpha: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Regress both Q-networks on the soft TD target from the target networks."""
         with torch.no_grad():
             next_action, next_log_prob = self.actor.sample(batch.next_obs, self.generator)
             target = soft_q_target(
@@ -111,38 +116,34 @@ class SACAgent(Agent):
                 self.q2_target(batch.next_obs, next_action),
                 next_log_prob,
                 alpha,
-                c.gamma,
+                self.config.gamma,
             )
         q1, q2 = self.q1(batch.obs, batch.action), self.q2(batch.obs, batch.action)
         q_loss = critic_loss(q1, q2, target)
         self.critic_optimizer.zero_grad()
         q_loss.backward()
         self.critic_optimizer.step()
+        return {"critic_loss": q_loss.detach(), "q_mean": q1.detach().mean()}
 
-        # Actor: maximize the soft value of its own (reparameterized) actions.
-        action, log_prob = self.actor.sample(batch.obs, self.generator)
+    def actor_and_temperature_step(self, obs: torch.Tensor, alpha: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Actor: maximize the soft value of its own (reparameterized) actions; temperature: keep the
+        entropy near its target."""
+        action, log_prob = self.actor.sample(obs, self.generator)
         with frozen(self.q1, self.q2):
-            pi_loss = actor_loss(self.q1(batch.obs, action), self.q2(batch.obs, action), log_prob, alpha)
+            pi_loss = actor_loss(self.q1(obs, action), self.q2(obs, action), log_prob, alpha)
         self.actor_optimizer.zero_grad()
         pi_loss.backward()
         self.actor_optimizer.step()
 
-        # Temperature: keep the entropy near its target.
         alpha_loss = torch.zeros((), device=self.device)
         if self.alpha_optimizer is not None:
             alpha_loss = temperature_loss(self.log_alpha, log_prob, self.target_entropy)
             self.alpha_optimizer.zero_grad()
             alpha_loss.backward()
             self.alpha_optimizer.step()
-
-        polyak_update(self.q1_target, self.q1, c.tau)
-        polyak_update(self.q2_target, self.q2, c.tau)
         return {
-            "critic_loss": q_loss.detach(),
             "actor_loss": pi_loss.detach(),
-            "alpha": alpha,
             "alpha_loss": alpha_loss.detach(),
-            "q_mean": q1.detach().mean(),
             "entropy": -log_prob.detach().mean(),
         }
 
