@@ -236,11 +236,12 @@ class Agent(ABC):
 
     @classmethod
     def market_states(
-        cls, panel: Panel, train_start: Any, train_end: Any, config: AgentConfig
+        cls, panel: Panel, train_start: Any, train_end: Any, config: AgentConfig, **options: Any
     ) -> MarketStates:
         """The market states this agent reads, for the whole `panel`, fitted on the training window
-        only. Default: FinRL-style raw features (normalized OHLCV + the 8 indicators); agents on
-        encoder states (StockFormer, SARL) override this."""
+        only. Default: FinRL-style raw features (normalized OHLCV + the 8 indicators; `options`
+        such as ``progress`` are for encoder-based states); agents on encoder states (StockFormer,
+        SARL) override this."""
         return build_features(panel, train_start=train_start, train_end=train_end).market_states()
 
     # ------------------------------------------------------------------ training

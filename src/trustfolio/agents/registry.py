@@ -335,11 +335,17 @@ def _span_days(panel: Panel, start, end) -> tuple[np.datetime64, np.datetime64]:
 
 
 def _build_states(
-    kind: str | None, agent_class: type[Agent], config: AgentConfig, panel: Panel, train_start, train_end
+    kind: str | None,
+    agent_class: type[Agent],
+    config: AgentConfig,
+    panel: Panel,
+    train_start,
+    train_end,
+    progress: bool = True,
 ) -> MarketStates:
     """The agent's own market states (`kind` None), or the ones registered as `kind`."""
     if kind is None:
-        return agent_class.market_states(panel, train_start, train_end, config)
+        return agent_class.market_states(panel, train_start, train_end, config, progress=progress)
     if kind not in STATE_BUILDERS:
         raise UserError(f"unknown market states {kind!r}; choose one of {', '.join(STATE_BUILDERS)}")
     return STATE_BUILDERS[kind](panel, train_start, train_end)
@@ -388,8 +394,8 @@ class AgentMethod:
     def build_policy(self, panel: Panel, window: Window, seed: int, work_dir: Path):
         """Train on ``window.train`` (then finetune on ``window.finetune``), checkpointing in `work_dir`."""
         agent_class = AGENTS[self.name][0]
-        states = _build_states(
-            self.states, agent_class, self.config, panel, window.train_start, window.train_end
+        states = _build_states(  # no progress bars inside runner workers
+            self.states, agent_class, self.config, panel, window.train_start, window.train_end, progress=False
         )
         hmax = self.hmax
         if hmax is None:
