@@ -98,11 +98,19 @@ def market():
 
 
 # ---------------------------------------------------------------------------------------- learning
-@pytest.mark.parametrize("trending", [0, 2])  # two trending stocks: holding one is learned, not an init bias
+@pytest.mark.parametrize("trending", [2, 3])  # two trending stocks: holding one is learned, not an init bias
 def test_sac_learns_to_hold_the_trending_stock_and_beats_equal_weight(trending, tmp_path):
     panel, states = trending_market(trending)
+    # Control: the same network untrained does not already hold the trending stock.
+    untrained = SACAgent(panel.N, 5, tiny_config(steps=600), seed=0)
+    untrained.fit(
+        AgentData(panel, states, 0, TRAIN_END, SIM), steps=0, out_dir=tmp_path / "untrained", progress=False
+    )
+    assert held_out_backtest(untrained.policy(states), panel).weights[20:, trending].mean() < 0.5
     agent = SACAgent(panel.N, 5, tiny_config(steps=600), seed=0)
-    summary = agent.fit(AgentData(panel, states, 0, TRAIN_END, SIM), out_dir=tmp_path, progress=False)
+    summary = agent.fit(
+        AgentData(panel, states, 0, TRAIN_END, SIM), out_dir=tmp_path / "trained", progress=False
+    )
     result = held_out_backtest(agent.policy(states), panel)
     equal_weight = held_out_backtest(make_strategy("equal-weight"), panel)
 
