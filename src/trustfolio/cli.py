@@ -194,7 +194,7 @@ def _print_comparison(comparison) -> None:
             cells = []
             for multiple in multiples:
                 key = (method, multiple)
-                if key in stress.index:
+                if key in stress.index and stress.loc[key, "CR_mean"] == stress.loc[key, "CR_mean"]:
                     cells.append(f"{stress.loc[key, 'CR_mean']:+.3f} ({stress.loc[key, 'SR_mean']:.2f})")
                 else:
                     cells.append("–")
