@@ -1,10 +1,13 @@
-"""Small synthetic panels shared by tests (import as `from synthetic import panel_from_prices`)."""
+"""Helpers shared by tests: small synthetic panels, garbage-after-t panels, decision recorders
+(import as `from synthetic import ...`)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
-from trustfolio.data import Calendar, Panel
+from trustfolio.data import FIELDS, Calendar, Panel
 
 
 def panel_from_prices(close, open_=None, lot_size: int = 1) -> Panel:
@@ -22,3 +25,34 @@ def panel_from_prices(close, open_=None, lot_size: int = 1) -> Panel:
         volume=np.ones((T, N), dtype=np.float32),
         calendar=Calendar(lot_size=lot_size),
     )
+
+
+class Recording:
+    """Wraps a policy and records every decision it makes: (day index, target weights)."""
+
+    def __init__(self, policy):
+        self.policy = policy
+        self.name = policy.name
+        self.order_mode = policy.order_mode
+        self.decisions: list[tuple[int, np.ndarray]] = []
+
+    def reset(self):
+        self.decisions = []
+        self.policy.reset()
+
+    def act(self, obs):
+        action = np.array(self.policy.act(obs), dtype=np.float64, copy=True)
+        self.decisions.append((obs.t, action))
+        return action
+
+
+def corrupt_after(panel: Panel, t: int, seed: int) -> Panel:
+    """`panel` with every value after day t replaced by random (but valid) garbage."""
+    rng = np.random.default_rng(seed)
+    garbage = rng.lognormal(mean=3.0, sigma=1.5, size=(panel.T - t - 1, panel.N)).astype(np.float32)
+    fields = {}
+    for name in FIELDS:
+        values = np.array(getattr(panel, name), copy=True)
+        values[t + 1 :] = garbage * (1000.0 if name == "volume" else 1.0)
+        fields[name] = values
+    return replace(panel, **fields)

@@ -8,13 +8,13 @@ test day up to t, must be bit-identical to those on the true data. The days hit 
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from trustfolio.data.panel import FIELDS, Panel
+from synthetic import Recording, corrupt_after
+from trustfolio.data.panel import Panel
 from trustfolio.evaluation import backtest
 from trustfolio.strategies.predict_then_hold import PredictThenHold
 from trustfolio.strategies.predictors import make_predictor
@@ -23,35 +23,6 @@ TRAIN = ("2011-01-17", "2018-12-31")
 TEST_START = "2019-04-01"
 OFFSETS = (0, 13, 100)  # days after TEST_START at which everything later becomes garbage
 PREDICTORS = {"ridge": {}, "gbm": {"max_iter": 60}}  # fewer trees keep the test quick; same code path
-
-
-class Recording:
-    """Wraps a policy and records every decision it makes: (day index, target weights)."""
-
-    def __init__(self, policy):
-        self.policy, self.name, self.order_mode = policy, policy.name, policy.order_mode
-        self.decisions: list[tuple[int, np.ndarray]] = []
-
-    def reset(self):
-        self.decisions = []
-        self.policy.reset()
-
-    def act(self, obs):
-        action = np.array(self.policy.act(obs), dtype=np.float64, copy=True)
-        self.decisions.append((obs.t, action))
-        return action
-
-
-def corrupt_after(panel: Panel, t: int, seed: int) -> Panel:
-    """`panel` with every value after day t replaced by random (but valid) garbage."""
-    rng = np.random.default_rng(seed)
-    garbage = rng.lognormal(mean=3.0, sigma=1.5, size=(panel.T - t - 1, panel.N)).astype(np.float32)
-    fields = {}
-    for name in FIELDS:
-        values = np.array(getattr(panel, name), copy=True)
-        values[t + 1 :] = garbage * (1000.0 if name == "volume" else 1.0)
-        fields[name] = values
-    return replace(panel, **fields)
 
 
 def all_predictions(panel: Panel, cache_dir: Path) -> dict[str, np.ndarray]:

@@ -9,48 +9,17 @@ the first day, a refit day, a later refit day and a holding day.
 from __future__ import annotations
 
 import importlib
-from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from trustfolio.data.panel import FIELDS, Panel
+from synthetic import Recording, corrupt_after
+from trustfolio.data.panel import Panel
 from trustfolio.evaluation import backtest
 from trustfolio.strategies import STRATEGIES, make_strategy
 
 TEST_START = "2019-04-01"
 OFFSETS = (0, 21, 63, 100)  # days after TEST_START at which everything later is garbage
-
-
-class Recording:
-    """Wraps a policy and records every decision it makes: (day index, target weights)."""
-
-    def __init__(self, policy):
-        self.policy = policy
-        self.name = policy.name
-        self.order_mode = policy.order_mode
-        self.decisions: list[tuple[int, np.ndarray]] = []
-
-    def reset(self):
-        self.decisions = []
-        self.policy.reset()
-
-    def act(self, obs):
-        action = np.array(self.policy.act(obs), dtype=np.float64, copy=True)
-        self.decisions.append((obs.t, action))
-        return action
-
-
-def corrupt_after(panel: Panel, t: int, seed: int) -> Panel:
-    """`panel` with every value after day t replaced by random (but valid) garbage."""
-    rng = np.random.default_rng(seed)
-    garbage = rng.lognormal(mean=3.0, sigma=1.5, size=(panel.T - t - 1, panel.N)).astype(np.float32)
-    fields = {}
-    for name in FIELDS:
-        values = np.array(getattr(panel, name), copy=True)
-        values[t + 1 :] = garbage * (1000.0 if name == "volume" else 1.0)
-        fields[name] = values
-    return replace(panel, **fields)
 
 
 @pytest.fixture(scope="module")
