@@ -92,16 +92,23 @@ class SquashedGaussianActor(nn.Module):
         """
         mean, log_std = self(obs)
         eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
-        pre_tanh = mean + log_std.exp() * eps
-        action = torch.tanh(pre_tanh)
-        # log N(pre_tanh; mean, std) = -eps^2/2 - log std - log(2 pi)/2, then the tanh change of variables
-        log_prob = -0.5 * eps.square() - log_std - _HALF_LOG_2PI
-        log_prob = log_prob - torch.log1p(-action.square() + _TANH_EPS)
-        return action, log_prob.sum(-1)
+        return squashed_gaussian(mean, log_std, eps)
 
     def deterministic(self, obs: torch.Tensor) -> torch.Tensor:
         """The mean action ``tanh(mu(s))`` (what a trained policy trades)."""
         return torch.tanh(self(obs)[0])
+
+
+def squashed_gaussian(
+    mean: torch.Tensor, log_std: torch.Tensor, eps: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``a = tanh(mean + std * eps)`` and ``log pi(a|s)`` summed over the last axis (a pure function of
+    the noise, so `torch.func` transforms can take the noise as an input)."""
+    action = torch.tanh(mean + log_std.exp() * eps)
+    # log N(pre_tanh; mean, std) = -eps^2/2 - log std - log(2 pi)/2, then the tanh change of variables
+    log_prob = -0.5 * eps.square() - log_std - _HALF_LOG_2PI
+    log_prob = log_prob - torch.log1p(-action.square() + _TANH_EPS)
+    return action, log_prob.sum(-1)
 
 
 @torch.no_grad()
@@ -146,4 +153,5 @@ __all__ = [
     "frozen_copy",
     "mlp",
     "polyak_update",
+    "squashed_gaussian",
 ]

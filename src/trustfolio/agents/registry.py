@@ -32,6 +32,7 @@ from trustfolio.agents.base import Agent, AgentConfig, AgentData
 from trustfolio.agents.cql import CQLAgent
 from trustfolio.agents.ddpg import DDPGAgent
 from trustfolio.agents.iql import IQLAgent
+from trustfolio.agents.metatrader import MetaTraderAgent
 from trustfolio.agents.sac import SACAgent
 from trustfolio.agents.sarl import SARLAgent
 from trustfolio.agents.stockformer import StockFormerAgent
@@ -458,6 +459,35 @@ register_agent(
     IQLAgent,
     "IQL: expectile value (0.7) and advantage-weighted SAC actor (beta 3) on raw features",
     {b: dict(c) for b, c in _COMMON_BUDGETS.items()},
+)
+# MetaTrader: `paper` is Table 5 (K = B = 32, M = 216, T = 64, hidden 256, 30k + 5k steps, the
+# StockFormer release's encoder); `cpu` is the most faithful setting that trains one seed of the CSI
+# offline protocol in <= 30 min on 2 cores (measured, BENCHMARKS.md); `quick` is for demos and CI.
+_METATRADER_BUDGETS: dict[str, dict[str, Any]] = {
+    "quick": dict(
+        hidden_sizes=(64, 64), num_envs=8, steps=60, finetune_steps=20, batch_size=16,
+        subsets_per_step=4, slices=8, slice_length=24, finetune_slices=4, subset_buffer_size=64,
+        validation_days=60, eval_every=30, checkpoint_every=30, log_every=10,
+        encoder_budget="quick", encoder_kind="light", encoder={"out_dim": 4},
+    ),
+    "cpu": dict(
+        hidden_sizes=(256, 256), num_envs=16, steps=1_500, finetune_steps=300, batch_size=32,
+        subsets_per_step=8, slices=54, slice_length=64, finetune_slices=16, subset_buffer_size=256,
+        validation_days=120, eval_every=250, checkpoint_every=250, log_every=50,
+        encoder_budget="cpu", encoder_kind="light", encoder={"out_dim": 8},
+    ),
+    "paper": dict(
+        hidden_sizes=(256, 256), num_envs=32, steps=30_000, finetune_steps=5_000, batch_size=32,
+        subsets_per_step=32, slices=216, slice_length=64, finetune_slices=32, subset_buffer_size=256,
+        validation_days=120, eval_every=2_000, checkpoint_every=500, log_every=100,
+        encoder_budget="paper", encoder_kind="stockformer",
+    ),
+}  # fmt: skip
+register_agent(
+    "metatrader",
+    MetaTraderAgent,
+    "MetaTrader: bilevel SAC on transformed data (F1-F3) with the worst-case TD target, then bilevel finetuning",
+    _METATRADER_BUDGETS,
 )
 
 __all__ = [

@@ -44,6 +44,7 @@ class EncoderInputs:
     train_span: tuple[int, int]  # [i0, i1): the training days
     dates: np.ndarray
     tickers: tuple[str, ...]
+    candle_scale: np.ndarray | None = None  # float64[5]: the training std each candle column was divided by
 
     @property
     def T(self) -> int:
@@ -84,6 +85,11 @@ def candle_features(panel: Panel) -> np.ndarray:
     return out
 
 
+def scale_candles(candles: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """Candle features divided by their training std, clipped to ±`CANDLE_CLIP`, NaN-free."""
+    return np.clip(np.nan_to_num(candles / std, nan=0.0), -CANDLE_CLIP, CANDLE_CLIP)
+
+
 def build_inputs(panel: Panel, features: FeatureSet, horizons: tuple[int, int] = (1, 5)) -> EncoderInputs:
     """The encoders' inputs for `panel`, scaled with statistics of `features`' training window.
 
@@ -105,7 +111,7 @@ def build_inputs(panel: Panel, features: FeatureSet, horizons: tuple[int, int] =
     train_candles = candles[max(i0, 1) : i1]  # row 0 is a placeholder, not an observation
     std = train_candles.reshape(-1, len(CANDLE_COLUMNS)).std(axis=0) if len(train_candles) else np.ones(5)
     std = np.where(np.isfinite(std) & (std > 0), std, 1.0)
-    candles = np.clip(np.nan_to_num(candles / std, nan=0.0), -CANDLE_CLIP, CANDLE_CLIP)
+    candles = scale_candles(candles, std)
     temporal = np.concatenate([features.normalized, candles.astype(np.float32)], axis=-1)
 
     covariance = features.covariance
@@ -127,6 +133,7 @@ def build_inputs(panel: Panel, features: FeatureSet, horizons: tuple[int, int] =
         train_span=(i0, i1),
         dates=panel.dates,
         tickers=panel.tickers,
+        candle_scale=std,
     )
 
 
