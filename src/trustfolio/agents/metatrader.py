@@ -264,10 +264,10 @@ class MetaTraderAgent(Agent):
             reward, next_q, next_log_prob, lam, self.config.gamma, self.config.critic_reduce
         )
 
-    def outer_targets(self, batch: SubsetBatch, lam: torch.Tensor, worst_case: bool) -> torch.Tensor:
-        """``[K, B]``: eq. 5 over the original and simulated next days, or eq. 4 (``worst_case=False``)."""
-        original = self.soft_targets(batch.reward, batch.next_obs, lam)
-        if not worst_case or batch.alt_reward.shape[-1] == 0:
+    def worst_case_targets(self, batch: SubsetBatch, original: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+        """``[K, B]``: eq. 5, the minimum of the `original` next day's target (eq. 4) and those of
+        the simulated next days (the batch's alternatives; none: the original target)."""
+        if batch.alt_reward.shape[-1] == 0:
             return original
         simulated = self.soft_targets(batch.alt_reward, batch.alt_next_obs, lam)  # [K, B, A]
         return worst_case_target(torch.cat([original.unsqueeze(-1), simulated], dim=-1))
@@ -283,10 +283,13 @@ class MetaTraderAgent(Agent):
         pairs = "all" if fit else "same"
         exact = c.meta_gradient == "exact" and (fit or c.finetune_bilevel)
         inner_target = self.soft_targets(batch.reward, batch.next_obs, lam)
-        outer_target = self.outer_targets(outer, lam, worst_case=fit and c.outer_target == "worst-case")
+        original = inner_target if outer is batch else self.soft_targets(outer.reward, outer.next_obs, lam)
+        worst_case = fit and c.outer_target == "worst-case"
+        outer_target = self.worst_case_targets(outer, original, lam) if worst_case else original
         inner_eps = self._noise(batch.action)
         outer_eps = inner_eps if outer is batch else self._noise(outer.action)
 
+        pairs_count = batch.obs.shape[0] ** 2 if pairs == "all" else batch.obs.shape[0]
         phi = {name: value.detach() for name, value in self.critics.params().items()}
         template = self.critics.template[0]
         inner = (batch.obs, batch.action, inner_target)
@@ -306,16 +309,15 @@ class MetaTraderAgent(Agent):
             actor_loss_value, actor_grads = _value_and_grad(
                 lambda th: actor_meta_loss(th, self.actor, template, q1_adapted, (batch.obs, inner_eps),
                                            (outer.obs, outer_eps), lam, c.actor_inner_lr, pairs), theta)  # fmt: skip
-        else:  # first order: the losses at the shared parameters on the outer batches, K times
-            K = batch.obs.shape[0]
+        else:  # first order: each pair's loss taken at the shared parameters
             obs, action, target = (x.flatten(0, 1) for x in outer_critic)
             critic_loss, critic_grads = _value_and_grad(
-                lambda p: K * td_loss(q_ensemble(template, p, obs, action), target), phi
+                lambda p: pairs_count * td_loss(q_ensemble(template, p, obs, action), target), phi
             )
             theta = {name: value.detach() for name, value in self.actor.named_parameters()}
             q1 = first_member(phi)
             actor_loss_value, actor_grads = _value_and_grad(
-                lambda th: K * actor_loss(self.actor, th, template, q1, outer.obs.flatten(0, 1),
+                lambda th: pairs_count * actor_loss(self.actor, th, template, q1, outer.obs.flatten(0, 1),
                                           outer_eps.flatten(0, 1), lam), theta)  # fmt: skip
         _apply(self.critic_optimizer, self.critics.params(), critic_grads)
         _apply(self.actor_optimizer, dict(self.actor.named_parameters()), actor_grads)
@@ -331,10 +333,9 @@ class MetaTraderAgent(Agent):
                 list(self.critics_target.parameters()), list(self.critics.parameters()), c.tau
             )
             q_mean = self.critics(outer.obs.flatten(0, 1), outer.action.flatten(0, 1))[0].mean()
-        original = outer_target if not fit else self.soft_targets(outer.reward, outer.next_obs, lam)
-        return {
-            "critic_loss": critic_loss.detach(),
-            "actor_loss": actor_loss_value.detach(),
+        return {  # losses per (i, j) pair of the outer sum
+            "critic_loss": critic_loss.detach() / pairs_count,
+            "actor_loss": actor_loss_value.detach() / pairs_count,
             "alpha": lam,
             "q_mean": q_mean,
             "entropy": -log_prob.mean(),
