@@ -14,6 +14,9 @@ A run directory written by `train_agent`:
     fit/              checkpoint.pt (resumable), progress.csv, eval.csv   (finetune/ likewise)
     agent.pt          the trained agent (`Agent.load`)
     metrics.json      written by `evaluate_run`: {"strategies": {name: {CR, AR, SR, MDD, …}}, …}
+    overestimation.json, overestimation.png
+                      written by `evaluate_run` for agents with a critic: its estimate against the
+                      realized discounted return on the test days (`trustfolio.evaluation.overestimation`)
 """
 
 from __future__ import annotations
@@ -107,6 +110,7 @@ DEFAULT_WINDOWS = {
     "sp500": {"train": ("2010-01-01", "2019-12-31")},
 }
 RUN_FILE, AGENT_FILE, METRICS_FILE = "run.json", "agent.pt", "metrics.json"
+OVERESTIMATION_JSON, OVERESTIMATION_PNG = "overestimation.json", "overestimation.png"
 
 
 def register_agent(
@@ -264,8 +268,11 @@ def evaluate_run(
 ) -> dict[str, Any]:
     """Backtest a trained run on ``[start, end]`` (default: from the day after its last training day
     to the end of the data) with costs (`cost_bps`, 100-share lots on CSI) and without, beside 1/N;
-    writes and returns ``metrics.json`` ``{"strategies": {...}, "strategies_no_costs": {...}, …}``."""
+    writes and returns ``metrics.json`` ``{"strategies": {...}, "strategies_no_costs": {...}, …}``.
+    For an agent with a critic, the value-overestimation diagnostic of the same days (with costs)
+    is written too and summarized under ``"overestimation"``."""
     from trustfolio.evaluation.backtest import backtest
+    from trustfolio.evaluation.overestimation import has_critic, value_overestimation
     from trustfolio.strategies import make_strategy
 
     run_dir = Path(run_dir)
@@ -299,6 +306,21 @@ def evaluate_run(
             document[key][strategy.name] = result.metrics()
             if strategy is policy and key == "strategies":
                 result.save(run_dir / "backtest")
+    if has_critic(agent):
+        i0, i1 = panel.span(start, end)
+        diagnostic = value_overestimation(
+            agent,
+            panel,
+            market_states,
+            i0,
+            i1 - 1,
+            initial_cash=execution["initial_cash"],
+            hmax=execution["hmax"],
+            cost_bps=cost_bps,
+        )
+        diagnostic.to_json(run_dir / OVERESTIMATION_JSON)
+        diagnostic.plot(run_dir / OVERESTIMATION_PNG)
+        document["overestimation"] = diagnostic.summary(nan_as_none=True)
     document.update(
         {
             "start": str(result.dates[0]),

@@ -1,7 +1,19 @@
-"""Honest evaluation: metrics, the day-by-day backtest, and its result object."""
+"""Honest evaluation: metrics, the day-by-day backtest, its result object, and the critic's
+value-overestimation diagnostic."""
 
 from trustfolio.evaluation.backtest import Observation, Policy, backtest
 from trustfolio.evaluation.metrics import METRIC_NAMES, compute_metrics
+from trustfolio.evaluation.overestimation import OverestimationResult, critic_estimate, value_overestimation
 from trustfolio.evaluation.result import BacktestResult
 
-__all__ = ["METRIC_NAMES", "BacktestResult", "Observation", "Policy", "backtest", "compute_metrics"]
+__all__ = [
+    "METRIC_NAMES",
+    "BacktestResult",
+    "Observation",
+    "OverestimationResult",
+    "Policy",
+    "backtest",
+    "compute_metrics",
+    "critic_estimate",
+    "value_overestimation",
+]
