@@ -24,6 +24,7 @@ from trustfolio.agents.metatrader import (
     MetaTraderAgent,
     MetaTraderConfig,
     actor_meta_loss,
+    adapted_critic_1,
     critic_meta_loss,
     q_ensemble,
     td_loss,
@@ -176,8 +177,6 @@ def test_outer_critic_gradient_matches_finite_differences_in_float64(pairs):
         direction = {name: torch.from_numpy(rng.normal(size=v.shape)) for name, v in phi.items()}
         plus = {n: phi[n] + eps * direction[n] for n in phi}
         minus = {n: phi[n] - eps * direction[n] for n in phi}
-        with torch.no_grad():
-            pass
         numeric = (_naive_critic_objective(template, plus, inner, outer, lr, pairs)
                    - _naive_critic_objective(template, minus, inner, outer, lr, pairs)) / (2 * eps)  # fmt: skip
         analytic = sum((exact[n] * direction[n]).sum() for n in phi)
@@ -190,36 +189,43 @@ def test_outer_critic_gradient_matches_finite_differences_in_float64(pairs):
     assert difference > 1e-2 * sum(float(exact[n].norm()) for n in phi)
 
 
-def test_outer_actor_gradient_matches_finite_differences_in_float64():
+@pytest.mark.parametrize("pairs", ["all", "same"])
+def test_outer_actor_gradient_matches_finite_differences_in_float64(pairs):
     template, phi, inner, _ = _tiny_problem()
+    critic_lr, lr = 0.2, 0.3
+    critic_1 = adapted_critic_1(phi, template, inner, critic_lr)
+    base, q_delta, q_rest = critic_1
+    # the same adapted critics 1 as dense parameters, for the naive objective
+    dense = [{**{n: v[j] for n, v in q_rest.items()},
+              "obs_layer.weight": base["obs_layer.weight"] - critic_lr * q_delta[j].T @ inner[0][j],
+              "obs_layer.bias": base["obs_layer.bias"] - critic_lr * q_delta[j].sum(0),
+              "action_layer.weight": base["action_layer.weight"] - critic_lr * q_delta[j].T @ inner[1][j]}
+             for j in range(3)]  # fmt: skip
     torch.manual_seed(3)
     actor = SquashedGaussianActor(3, 2, (5, 5)).double()
     theta = {name: value.detach() for name, value in actor.named_parameters()}
-    q1 = {name: value[:, None].expand(-1, 3, *value.shape[1:]).transpose(0, 1)[:, 0].clone()
-          for name, value in phi.items()}  # fmt: skip  # [K=3, ...]: one adapted critic 1 per subset
-    eps_noise = torch.randn(3, 4, 2, dtype=torch.float64)
-    batches = (inner[0], eps_noise)
-    lam, lr = torch.tensor(0.2, dtype=torch.float64), 0.3
+    noise = torch.randn(3, 4, 2, dtype=torch.float64)
+    outer_obs, outer_noise = torch.randn(3, 4, 3, dtype=torch.float64), torch.randn(3, 4, 2, dtype=torch.float64)
+    lam = torch.tensor(0.2, dtype=torch.float64)
+
+    def loss(params, q_params, obs, eps):
+        mean, log_std = torch.func.functional_call(actor, params, (obs,))
+        action, log_prob = squashed_gaussian(mean, log_std, eps)
+        return (lam * log_prob - torch.func.functional_call(template, q_params, (obs, action))).mean()
 
     def naive(th):
         total = torch.zeros((), dtype=torch.float64)
         for j in range(3):
             params = {n: v.detach().requires_grad_(True) for n, v in th.items()}
-            q1_j = {n: v[j] for n, v in q1.items()}
-
-            def loss(p, i, q=q1_j):
-                mean, log_std = torch.func.functional_call(actor, p, (inner[0][i],))
-                action, log_prob = squashed_gaussian(mean, log_std, eps_noise[i])
-                return (lam * log_prob - torch.func.functional_call(template, q, (inner[0][i], action))).mean()
-
-            grads = torch.autograd.grad(loss(params, j), list(params.values()))
+            grads = torch.autograd.grad(loss(params, dense[j], inner[0][j], noise[j]), list(params.values()))
             adapted = {n: th[n] - lr * g for (n, _), g in zip(params.items(), grads, strict=True)}
-            total = total + sum(loss(adapted, i) for i in range(3))
+            for i in range(3) if pairs == "all" else [j]:
+                total = total + loss(adapted, dense[j], outer_obs[i], outer_noise[i])
         return total
 
-    analytic = torch.func.grad(
-        lambda th: actor_meta_loss(th, actor, template, q1, batches, batches, lam, lr, "all")
-    )(theta)
+    analytic = torch.func.grad(lambda th: actor_meta_loss(
+        th, actor, template, critic_1, inner[:2], (inner[0], noise), (outer_obs, outer_noise), lam, lr,
+        critic_lr, pairs))(theta)  # fmt: skip
     rng, eps = np.random.default_rng(2), 1e-6
     for _ in range(3):
         direction = {n: torch.from_numpy(rng.normal(size=v.shape)) for n, v in theta.items()}

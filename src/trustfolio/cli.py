@@ -254,8 +254,8 @@ def reproduce_command(
 def train_command(
     agent: Annotated[str, typer.Argument(help="an agent name (sac, ddpg, …; see `trustfolio train --help`)")],
     dataset: DatasetArg = "sp500",
-    config: Annotated[Path | None, typer.Option(help="YAML/JSON config overriding the budget's fields")] = None,
-    budget: Annotated[str, typer.Option(help="quick | cpu | paper")] = "quick",
+    config: Annotated[str | None, typer.Option(help="a budget name (quick | cpu | paper) or a YAML/JSON file overriding the budget's fields")] = None,
+    budget: Annotated[str, typer.Option(help="quick | cpu | paper (the base of a config file)")] = "quick",
     seed: Annotated[int, typer.Option(help="random seed (same seed, same result)")] = 0,
     steps: Annotated[int | None, typer.Option(help="environment steps (default: the budget's)")] = None,
     out: Annotated[Path | None, typer.Option(help="run directory (default: runs/train-<agent>-<dataset>-seed<S>)")] = None,
@@ -265,10 +265,12 @@ def train_command(
 ) -> None:
     """Train an RL agent on DATASET's training window; rerunning the same command resumes from the
     last checkpoint."""
-    from trustfolio.agents.registry import AGENTS, train_agent
+    from trustfolio.agents.registry import AGENTS, BUDGETS, train_agent
 
     if agent not in AGENTS:
         raise UserError(f"unknown agent {agent!r}; choose one of {', '.join(AGENTS)}")
+    if config is not None and config in BUDGETS[agent] and not Path(config).exists():
+        budget, config = config, None  # `--config cpu` names a budget
     out = out or Path("runs") / f"train-{agent}-{dataset.split(':')[0]}-seed{seed}"
     run_dir = train_agent(
         agent, dataset, config=config, budget=budget, seed=seed, steps=steps, out_dir=out,

@@ -181,43 +181,113 @@ def sgd_step(params: dict, grads: dict, lr: float) -> dict:
 
 
 # ---------------------------------------------------------------------------------------- meta losses
+# The inner step changes a network's first layer by a low-rank matrix: for a batch X (B rows) the
+# gradient of ``W`` in ``z = X Wᵀ + b`` is ``δᵀ X`` with ``δ = ∂L/∂z`` (B x H). So the adapted layer's
+# output on any rows x is ``x Wᵀ + b − lr (x Xᵀ + 1) δ``: the K adapted copies of the widest matrix
+# (88 stocks x D features in, 256 out) are never formed, only the Gram matrix of the rows (data,
+# computed once) and the small δ's. Exact, not an approximation (tested against finite differences
+# of the naive formula); the layers after the first are adapted densely (they are small).
+def critic_first_layer(p: dict, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+    return obs @ p["obs_layer.weight"].T + p["obs_layer.bias"] + action @ p["action_layer.weight"].T
+
+
+def after_first(p: dict, prefix: tuple[str, ...]) -> dict:
+    """The parameters after a network's first layer (those whose name starts with `prefix`)."""
+    return {name: value for name, value in p.items() if name.startswith(prefix)}
+
+
+def critic_inner_step(template, p: dict, obs, action, target, lr: float) -> tuple[torch.Tensor, dict]:
+    """One critic's inner step on one batch: ``(δ [B, H], adapted parameters after the first layer)``."""
+
+    def loss(first, rest):
+        return (functional_call(template, rest, (None, None), {"first": first}) - target).square().mean()
+
+    rest = after_first(p, ("rest.",))
+    delta, rest_grad = grad(loss, argnums=(0, 1))(critic_first_layer(p, obs, action), rest)
+    return delta, sgd_step(rest, rest_grad, lr)
+
+
+def adapted_q(template, p: dict, delta, rest, gram, obs, action, lr: float) -> torch.Tensor:
+    """Q-values on rows (obs, action) of the critic adapted by an inner step (`delta`, `rest`), where
+    ``gram = obs Xᵀ + action Aᵀ + 1`` against the inner batch (X, A)."""
+    first = critic_first_layer(p, obs, action) - lr * gram @ delta
+    return functional_call(template, rest, (None, None), {"first": first})
+
+
 def critic_meta_loss(phi, template, inner, outer, lr: float, pairs: str) -> torch.Tensor:
     """``Σ_j Σ_i L_Q(outer_i; φ^(j))`` with ``φ^(j) = φ − lr ∇L_Q(inner_j; φ)`` (pairs ``all``), or
-    ``Σ_i L_Q(outer_i; φ^(i))`` (pairs ``same``, Algorithm 2). `inner`/`outer` = (obs, action, target),
-    each ``[K, B, ...]``; differentiable in `phi` through the inner step (exact second order)."""
+    ``Σ_i L_Q(outer_i; φ^(i))`` (pairs ``same``, Algorithm 2), summed over the critics. `inner` and
+    `outer` are (obs, action, target), each ``[K, B, ...]``; differentiable in `phi` through the
+    inner step (exact second order)."""
+    X, A, Y = inner
+    x, a, y = outer
+    K, B = X.shape[:2]
 
-    def inner_step(obs, action, target):
-        g = grad(lambda p: td_loss(q_ensemble(template, p, obs, action), target))(phi)
-        return sgd_step(phi, g, lr)
+    def one_critic(p):
+        delta, rest = vmap(lambda *batch: critic_inner_step(template, p, *batch, lr))(X, A, Y)  # [K, ...]
+        if pairs == "same":  # batch i's inner step, evaluated on outer batch i
+            gram = x @ X.transpose(1, 2) + a @ A.transpose(1, 2) + 1.0  # [K, B, B]
+            q = vmap(lambda *args: adapted_q(template, p, *args, lr))(delta, rest, gram, x, a)
+            return (q - y).square().mean(-1).sum()
+        xu, au, yu = x.flatten(0, 1), a.flatten(0, 1), y.flatten(0, 1)  # the union of the outer batches
+        gram = (xu @ X.flatten(0, 1).T + au @ A.flatten(0, 1).T + 1.0).view(-1, K, B).transpose(0, 1)
+        q = vmap(lambda d, r, g: adapted_q(template, p, d, r, g, xu, au, lr))(delta, rest, gram)  # [K, K*B]
+        return (q - yu).square().sum() / B  # Σ_i mean over B_i = (1/B) Σ over the union
 
-    adapted = vmap(inner_step)(*inner)  # every tensor [K, n_critics, ...]
-    if pairs == "same":
-        per_pair = vmap(lambda p, o, a, y: td_loss(q_ensemble(template, p, o, a), y))(adapted, *outer)
-        return per_pair.sum()
-    obs, action, target = (x.flatten(0, 1) for x in outer)  # the union of the K batches
-    batch = outer[0].shape[1]
-    # Σ_i mean over B_i = (1/B) Σ over the union
-    per_j = vmap(lambda p: (q_ensemble(template, p, obs, action) - target).square().sum() / batch)(adapted)
-    return per_j.sum()
+    return vmap(one_critic)(phi).sum()
 
 
-def actor_meta_loss(theta, actor, q1_template, q1_adapted, inner, outer, lam, lr: float, pairs: str):
+def adapted_critic_1(phi, template, inner, lr: float) -> tuple[dict, torch.Tensor, dict]:
+    """Critic 1 after each of the K inner steps, as (its shared parameters, δ [K, B, H], adapted
+    parameters after the first layer [K, ...]): the actor's inner and outer losses read it."""
+    p = first_member(phi)
+    delta, rest = vmap(lambda *batch: critic_inner_step(template, p, *batch, lr))(*inner)
+    return p, delta, rest
+
+
+def actor_first_layer(theta: dict, obs: torch.Tensor) -> torch.Tensor:
+    return obs @ theta["trunk.0.weight"].T + theta["trunk.0.bias"]
+
+
+def actor_meta_loss(theta, actor, q_template, critic_1, critic_inner, inner, outer, lam, lr: float,
+                    critic_lr: float, pairs: str) -> torch.Tensor:  # fmt: skip
     """``Σ_j Σ_i L_π(outer_i; θ^(j), φ_1^(j))`` with ``θ^(j) = θ − lr ∇L_π(inner_j; θ, φ_1^(j))``
-    (pairs ``same``: i = j only). `inner`/`outer` = (obs, eps) ``[K, B, ...]``; `q1_adapted` holds
-    the K inner critics 1 (constants here: the outer actor gradient is in θ only)."""
+    (pairs ``same``: i = j only). `critic_1` = `adapted_critic_1(...)` (constants here: the outer
+    actor gradient is in θ only) and `critic_inner` its inner batches (obs, action); `inner`/`outer`
+    = (obs, noise) ``[K, B, ...]``."""
+    base, q_delta, q_rest = critic_1
+    CX, CA = critic_inner
+    X, eps_in = inner
+    x, eps_out = outer
+    K, B = X.shape[:2]
+    rest_names = tuple(n for n in theta if not n.startswith("trunk.0."))
 
-    def loss(th, q1, obs, eps):
-        return actor_loss(actor, th, q1_template, q1, obs, eps, lam)
+    def loss(first, rest, obs, eps, q_d, q_r, q_gram_obs, q_A):
+        """eq. 2 on rows `obs` for the actor with first-layer output `first` and the adapted critic 1."""
+        mean, log_std = functional_call(actor, rest, (None,), {"first": first})
+        action, log_prob = squashed_gaussian(mean, log_std, eps)
+        q_gram = q_gram_obs + action @ q_A.T + 1.0
+        return (lam * log_prob - adapted_q(q_template, base, q_d, q_r, q_gram, obs, action, critic_lr)).mean()
 
-    def inner_step(q1, obs, eps):
-        return sgd_step(theta, grad(loss)(theta, q1, obs, eps), lr)
+    def inner_step(obs, eps, q_d, q_r, q_X, q_A):
+        rest = {n: theta[n] for n in rest_names}
+        delta, rest_grad = grad(loss, argnums=(0, 1))(actor_first_layer(theta, obs), rest, obs, eps, q_d, q_r,
+                                                      obs @ q_X.T, q_A)  # fmt: skip
+        return delta, sgd_step(rest, rest_grad, lr)
 
-    adapted = vmap(inner_step)(q1_adapted, *inner)
+    delta, rest = vmap(inner_step)(X, eps_in, q_delta, q_rest, CX, CA)
     if pairs == "same":
-        return vmap(loss)(adapted, q1_adapted, *outer).sum()
-    obs, eps = (x.flatten(0, 1) for x in outer)
-    batch = outer[0].shape[1]
-    return (vmap(lambda th, q1: loss(th, q1, obs, eps))(adapted, q1_adapted) * (obs.shape[0] / batch)).sum()
+        gram = x @ X.transpose(1, 2) + 1.0  # [K, B, B]
+        first = vmap(lambda o: actor_first_layer(theta, o))(x) - lr * gram @ delta
+        return vmap(loss)(first, rest, x, eps_out, q_delta, q_rest, x @ CX.transpose(1, 2), CA).sum()
+    xu, eu = x.flatten(0, 1), eps_out.flatten(0, 1)
+    gram_obs = (xu @ X.flatten(0, 1).T).view(-1, K, B).transpose(0, 1)  # [K, M, B]
+    q_gram_obs = gram_obs if CX is X else (xu @ CX.flatten(0, 1).T).view(-1, K, B).transpose(0, 1)
+    first = actor_first_layer(theta, xu) - lr * (gram_obs + 1.0) @ delta  # [K, M, H]
+    per_j = vmap(lambda f, r, q_d, q_r, g, q_A: loss(f, r, xu, eu, q_d, q_r, g, q_A))(
+        first, rest, q_delta, q_rest, q_gram_obs, CA
+    )
+    return per_j.sum() * (xu.shape[0] / B)  # Σ_i mean over B_i = (K·B / B) x mean over the union
 
 
 # ---------------------------------------------------------------------------------------- agent
@@ -298,17 +368,12 @@ class MetaTraderAgent(Agent):
             critic_loss, critic_grads = _value_and_grad(
                 lambda p: critic_meta_loss(p, template, inner, outer_critic, c.critic_inner_lr, pairs), phi
             )
-            # the K inner critics 1, constants for the actor's meta-gradient
-            adapted = vmap(
-                lambda o, a, y: sgd_step(
-                    phi, grad(lambda p: td_loss(q_ensemble(template, p, o, a), y))(phi), c.critic_inner_lr
-                )
-            )(*inner)
-            q1_adapted = {name: value[:, 0].detach() for name, value in adapted.items()}
+            critic_1 = adapted_critic_1(phi, template, inner, c.critic_inner_lr)
             theta = {name: value.detach() for name, value in self.actor.named_parameters()}
             actor_loss_value, actor_grads = _value_and_grad(
-                lambda th: actor_meta_loss(th, self.actor, template, q1_adapted, (batch.obs, inner_eps),
-                                           (outer.obs, outer_eps), lam, c.actor_inner_lr, pairs), theta)  # fmt: skip
+                lambda th: actor_meta_loss(th, self.actor, template, critic_1, (batch.obs, batch.action),
+                                           (batch.obs, inner_eps), (outer.obs, outer_eps), lam, c.actor_inner_lr,
+                                           c.critic_inner_lr, pairs), theta)  # fmt: skip
         else:  # first order: each pair's loss taken at the shared parameters
             obs, action, target = (x.flatten(0, 1) for x in outer_critic)
             critic_loss, critic_grads = _value_and_grad(
@@ -387,6 +452,8 @@ __all__ = [
     "MetaTraderConfig",
     "actor_loss",
     "actor_meta_loss",
+    "adapted_critic_1",
+    "critic_inner_step",
     "critic_meta_loss",
     "soft_td_target",
     "td_loss",

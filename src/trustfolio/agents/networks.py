@@ -50,8 +50,12 @@ class QNetwork(nn.Module):
         self.action_layer = nn.Linear(action_dim, first, bias=False)
         self.rest = mlp(first, hidden_sizes[1:], 1)
 
-    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        return self.rest(torch.relu(self.obs_layer(obs) + self.action_layer(action))).squeeze(-1)
+    def forward(self, obs: torch.Tensor, action: torch.Tensor, first: torch.Tensor | None = None) -> torch.Tensor:
+        """Q-values; `first` (the first layer's output ``W_s s + W_a a + b``, if already computed)
+        replaces `obs` and `action` (MetaTrader's inner steps update that layer in low rank)."""
+        if first is None:
+            first = self.obs_layer(obs) + self.action_layer(action)
+        return self.rest(torch.relu(first)).squeeze(-1)
 
 
 class DeterministicActor(nn.Module):
@@ -78,9 +82,12 @@ class SquashedGaussianActor(nn.Module):
         self.mean = nn.Linear(int(hidden_sizes[-1]), action_dim)
         self.log_std = nn.Linear(int(hidden_sizes[-1]), action_dim)
 
-    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(mean, log_std)`` of the pre-squash Gaussian."""
-        features = torch.relu(self.trunk(obs))
+    def forward(self, obs: torch.Tensor, first: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(mean, log_std)`` of the pre-squash Gaussian; `first` (the first layer's output, if
+        already computed) replaces `obs`."""
+        if first is None:
+            first = self.trunk[0](obs)
+        features = torch.relu(self.trunk[1:](first))
         log_std = torch.tanh(self.log_std(features))
         log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (log_std + 1.0)
         return self.mean(features), log_std
