@@ -41,6 +41,7 @@ def assert_one_line_error(code: int, err: str, *words: str) -> None:
         (["data", "inspect", "yahoo-dir:/no/such/dir"], ["/no/such/dir"]),
         (["train", "no-such-agent"], ["no-such-agent"]),
         (["train", "sac", "--budget", "huge"], ["huge"]),
+        (["train", "metatrader", "--config", "no-such-config.yaml"], ["no-such-config.yaml"]),
         (["evaluate", "/no/such/run"], ["/no/such/run"]),
         (["reproduce", "metatrader-table9", "--data-dir", "."], ["metatrader-table9"]),
         (["reproduce", "metatrader-table1", "--data-dir", "/no/such/csi"], ["/no/such/csi"]),
@@ -124,3 +125,26 @@ def test_run_writes_metrics_daily_and_report_and_resumes(monkeypatch, capsys, tm
 def test_report_rebuilds_from_a_run_dir(monkeypatch, capsys, tmp_path: Path):
     code, _, err = run_cli(monkeypatch, capsys, "report", str(tmp_path / "nothing-here"))
     assert_one_line_error(code, err, "nothing-here")
+
+
+def test_train_metatrader_with_a_budget_named_by_config_then_evaluate(monkeypatch, capsys, tmp_path):
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # keep one thread inside the command
+    out = tmp_path / "mt"
+    code, stdout, err = run_cli(monkeypatch, capsys, "train", "metatrader", "--config", "quick", "--steps", "8",
+                                "--out", str(out))  # fmt: skip
+    assert code == 0, err
+    run = json.loads((out / "run.json").read_text())
+    assert run["budget"] == "quick" and run["config"]["slices"] == 8 and run["config"]["steps"] == 8
+    assert (out / "fit" / "checkpoint.pt").is_file() and (out / "agent.pt").is_file()
+    code, stdout, err = run_cli(monkeypatch, capsys, "evaluate", str(out), "--start", "2020-01-02",
+                                "--end", "2020-12-31")  # fmt: skip
+    assert code == 0, err
+    document = json.loads((out / "metrics.json").read_text())
+    assert set(document["strategies"]) == {"metatrader", "equal-weight"}
+    assert (out / "overestimation.json").is_file()
+    monkeypatch.undo()
+    torch.set_num_threads(threads)
