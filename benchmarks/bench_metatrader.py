@@ -26,15 +26,14 @@ import time
 
 import numpy as np
 import torch
-from torch.func import grad, vmap
+from torch.func import vmap
 
 from trustfolio.agents.metatrader import (
     MetaTraderAgent,
     MetaTraderConfig,
-    actor_loss,
-    q_ensemble,
-    sgd_step,
-    td_loss,
+    actor_inner_steps,
+    adapted_critic_1,
+    critic_inner_step,
 )
 from trustfolio.agents.registry import BUDGETS
 from trustfolio.agents.subsets import SubsetMarket, SubsetReplay
@@ -47,7 +46,9 @@ def synthetic_market(subsets: int, state_dim: int, seed: int = 0) -> SubsetMarke
     """Random states and positive random-walk prices with the shapes of `build_subsets`' output."""
     g = torch.Generator().manual_seed(seed)
     features = N_STOCKS * state_dim
-    close = 10 * torch.exp(torch.cumsum(0.01 * torch.randn(subsets, SLICE, N_STOCKS, generator=g), 1)).double()
+    close = (
+        10 * torch.exp(torch.cumsum(0.01 * torch.randn(subsets, SLICE, N_STOCKS, generator=g), 1)).double()
+    )
     return SubsetMarket(
         states=torch.randn(subsets, SLICE, features, generator=g),
         close=close,
@@ -98,20 +99,18 @@ def bench(setting: str, runs: int, meta_gradient: str) -> dict[str, float]:
     template = agent.critics.template[0]
     phi = {k: v.detach() for k, v in agent.critics.params().items()}
     theta = {k: v.detach() for k, v in agent.actor.named_parameters()}
-    target = torch.randn(K, B)
-    eps = torch.randn(K, B, N_STOCKS)
+    inner_batch = (batch.obs, batch.action, torch.randn(K, B))
+    noise = torch.randn(K, B, N_STOCKS)
 
-    def inner():
-        def critic_step(o, a, y):
-            return sgd_step(phi, grad(lambda p: td_loss(q_ensemble(template, p, o, a), y))(phi), 1e-5)
-
-        adapted = vmap(critic_step)(batch.obs, batch.action, target)
-        q1 = {k: v[:, 0] for k, v in adapted.items()}
-
-        def actor_step(q, o, e):
-            return sgd_step(theta, grad(lambda th: actor_loss(agent.actor, th, template, q, o, e, lam))(theta), 1e-5)
-
-        vmap(actor_step)(q1, batch.obs, eps)
+    def inner():  # both critics' and the actor's K inner steps, as `MetaTraderAgent.update` runs them
+        vmap(
+            lambda p: vmap(lambda *b: critic_inner_step(template, p, *b, config.critic_inner_lr))(
+                *inner_batch
+            )
+        )(phi)
+        critic_1 = adapted_critic_1(phi, template, inner_batch, config.critic_inner_lr)
+        actor_inner_steps(theta, agent.actor, template, critic_1, inner_batch[:2], (batch.obs, noise), lam,
+                          config.actor_inner_lr, config.critic_inner_lr)  # fmt: skip
 
     start_replay = replay.state_dict()
     result = {
@@ -140,14 +139,25 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} thread(s), medians of {args.runs} runs (seconds)")
-    columns = ("rollout", "sample", "targets", "inner", "outer", "update", "finetune update", "projected hours")
+    columns = (
+        "rollout",
+        "sample",
+        "targets",
+        "inner",
+        "outer",
+        "update",
+        "finetune update",
+        "projected hours",
+    )
     print("| setting | K x B | meta-gradient | " + " | ".join(columns) + " |")
     print("|---" * (len(columns) + 3) + "|")
     for setting in args.settings.split(","):
         for mode in args.modes.split(","):
             r = bench(setting, args.runs, mode)
             cells = " | ".join(f"{r[c]:.4f}" if c != "projected hours" else f"{r[c]:.1f}" for c in columns)
-            print(f"| {setting} (D = {r['state_dim']}) | {r['K']} x {r['B']} | {mode} | {cells} |", flush=True)
+            print(
+                f"| {setting} (D = {r['state_dim']}) | {r['K']} x {r['B']} | {mode} | {cells} |", flush=True
+            )
 
 
 if __name__ == "__main__":

@@ -69,7 +69,9 @@ def tiny_config(**changes) -> MetaTraderConfig:
 
 def market_and_states(config: MetaTraderConfig):
     panel, _ = trending_market(days=400)
-    states = MetaTraderAgent.market_states(panel, panel.dates[0], panel.dates[TRAIN_END], config, progress=False)
+    states = MetaTraderAgent.market_states(
+        panel, panel.dates[0], panel.dates[TRAIN_END], config, progress=False
+    )
     return panel, states
 
 
@@ -205,7 +207,10 @@ def test_outer_actor_gradient_matches_finite_differences_in_float64(pairs):
     actor = SquashedGaussianActor(3, 2, (5, 5)).double()
     theta = {name: value.detach() for name, value in actor.named_parameters()}
     noise = torch.randn(3, 4, 2, dtype=torch.float64)
-    outer_obs, outer_noise = torch.randn(3, 4, 3, dtype=torch.float64), torch.randn(3, 4, 2, dtype=torch.float64)
+    outer_obs, outer_noise = (
+        torch.randn(3, 4, 3, dtype=torch.float64),
+        torch.randn(3, 4, 2, dtype=torch.float64),
+    )
     lam = torch.tensor(0.2, dtype=torch.float64)
 
     def loss(params, q_params, obs, eps):
@@ -285,7 +290,9 @@ def test_subsets_never_read_data_after_the_span():
 
     fitted, inputs = pretrained_encoder(panel, config.encoder_config(), train_start=panel.dates[0],
                                         train_end=panel.dates[TRAIN_END], features=features, progress=False)  # fmt: skip
-    ohlcv = np.stack([garbage.field(f).astype(np.float64) for f in ("open", "high", "low", "close", "volume")], -1)
+    ohlcv = np.stack(
+        [garbage.field(f).astype(np.float64) for f in ("open", "high", "low", "close", "volume")], -1
+    )
     from trustfolio.agents.metatrader_training import subset_spec
 
     spec = subset_spec(agent, AgentData(panel, states, 0, TRAIN_END, SIM), "fit")

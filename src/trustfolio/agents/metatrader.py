@@ -249,42 +249,65 @@ def actor_first_layer(theta: dict, obs: torch.Tensor) -> torch.Tensor:
     return obs @ theta["trunk.0.weight"].T + theta["trunk.0.bias"]
 
 
-def actor_meta_loss(theta, actor, q_template, critic_1, critic_inner, inner, outer, lam, lr: float,
-                    critic_lr: float, pairs: str) -> torch.Tensor:  # fmt: skip
-    """``Σ_j Σ_i L_π(outer_i; θ^(j), φ_1^(j))`` with ``θ^(j) = θ − lr ∇L_π(inner_j; θ, φ_1^(j))``
-    (pairs ``same``: i = j only). `critic_1` = `adapted_critic_1(...)` (constants here: the outer
-    actor gradient is in θ only) and `critic_inner` its inner batches (obs, action); `inner`/`outer`
-    = (obs, noise) ``[K, B, ...]``."""
+def actor_policy_loss(actor, q_template, critic_1_base, first, rest, obs, eps, q_delta, q_rest, q_gram_obs, q_action,
+                      lam, critic_lr: float) -> torch.Tensor:  # fmt: skip
+    """Eq. 2 on rows `obs` for the actor whose first layer outputs `first` (other parameters `rest`),
+    against critic 1 adapted by one inner step (`q_delta`, `q_rest`; `q_gram_obs` = obs · its inner
+    batch's obsᵀ, `q_action` = that batch's actions)."""
+    mean, log_std = functional_call(actor, rest, (None,), {"first": first})
+    action, log_prob = squashed_gaussian(mean, log_std, eps)
+    q_gram = q_gram_obs + action @ q_action.T + 1.0
+    q = adapted_q(q_template, critic_1_base, q_delta, q_rest, q_gram, obs, action, critic_lr)
+    return (lam * log_prob - q).mean()
+
+
+def actor_inner_steps(
+    theta, actor, q_template, critic_1, critic_inner, inner, lam, lr: float, critic_lr: float
+):
+    """The K inner actor steps ``θ^(j) = θ − lr ∇L_π(inner_j; θ, φ_1^(j))`` as (δ [K, B, H], adapted
+    parameters after the first layer [K, ...]); `critic_1` = `adapted_critic_1(...)`, `critic_inner`
+    = its inner batches (obs, action), `inner` = (obs, noise) ``[K, B, ...]``."""
     base, q_delta, q_rest = critic_1
-    CX, CA = critic_inner
-    X, eps_in = inner
-    x, eps_out = outer
-    K, B = X.shape[:2]
-    rest_names = tuple(n for n in theta if not n.startswith("trunk.0."))
+    rest = {name: value for name, value in theta.items() if not name.startswith("trunk.0.")}
 
-    def loss(first, rest, obs, eps, q_d, q_r, q_gram_obs, q_A):
-        """eq. 2 on rows `obs` for the actor with first-layer output `first` and the adapted critic 1."""
-        mean, log_std = functional_call(actor, rest, (None,), {"first": first})
-        action, log_prob = squashed_gaussian(mean, log_std, eps)
-        q_gram = q_gram_obs + action @ q_A.T + 1.0
-        return (lam * log_prob - adapted_q(q_template, base, q_d, q_r, q_gram, obs, action, critic_lr)).mean()
+    def inner_step(obs, eps, q_d, q_r, q_obs, q_action):
+        def loss(first, rest):
+            return actor_policy_loss(actor, q_template, base, first, rest, obs, eps, q_d, q_r, obs @ q_obs.T,
+                                     q_action, lam, critic_lr)  # fmt: skip
 
-    def inner_step(obs, eps, q_d, q_r, q_X, q_A):
-        rest = {n: theta[n] for n in rest_names}
-        delta, rest_grad = grad(loss, argnums=(0, 1))(actor_first_layer(theta, obs), rest, obs, eps, q_d, q_r,
-                                                      obs @ q_X.T, q_A)  # fmt: skip
+        delta, rest_grad = grad(loss, argnums=(0, 1))(actor_first_layer(theta, obs), rest)
         return delta, sgd_step(rest, rest_grad, lr)
 
-    delta, rest = vmap(inner_step)(X, eps_in, q_delta, q_rest, CX, CA)
+    return vmap(inner_step)(*inner, q_delta, q_rest, *critic_inner)
+
+
+def actor_meta_loss(theta, actor, q_template, critic_1, critic_inner, inner, outer, lam, lr: float,
+                    critic_lr: float, pairs: str) -> torch.Tensor:  # fmt: skip
+    """``Σ_j Σ_i L_π(outer_i; θ^(j), φ_1^(j))`` with ``θ^(j)`` from `actor_inner_steps` (pairs
+    ``same``: i = j only). Critic 1's adapted copies are constants here: the outer actor gradient is
+    in θ only. `outer` = (obs, noise) ``[K, B, ...]``."""
+    base, q_delta, q_rest = critic_1
+    CX, CA = critic_inner
+    X = inner[0]
+    x, eps_out = outer
+    K, B = X.shape[:2]
+    delta, rest = actor_inner_steps(
+        theta, actor, q_template, critic_1, critic_inner, inner, lam, lr, critic_lr
+    )
+
+    def loss(first, rest, obs, eps, q_d, q_r, q_gram_obs, q_action):
+        return actor_policy_loss(actor, q_template, base, first, rest, obs, eps, q_d, q_r, q_gram_obs, q_action,
+                                 lam, critic_lr)  # fmt: skip
+
     if pairs == "same":
         gram = x @ X.transpose(1, 2) + 1.0  # [K, B, B]
         first = vmap(lambda o: actor_first_layer(theta, o))(x) - lr * gram @ delta
         return vmap(loss)(first, rest, x, eps_out, q_delta, q_rest, x @ CX.transpose(1, 2), CA).sum()
-    xu, eu = x.flatten(0, 1), eps_out.flatten(0, 1)
+    xu, eu = x.flatten(0, 1), eps_out.flatten(0, 1)  # the union of the outer batches
     gram_obs = (xu @ X.flatten(0, 1).T).view(-1, K, B).transpose(0, 1)  # [K, M, B]
     q_gram_obs = gram_obs if CX is X else (xu @ CX.flatten(0, 1).T).view(-1, K, B).transpose(0, 1)
     first = actor_first_layer(theta, xu) - lr * (gram_obs + 1.0) @ delta  # [K, M, H]
-    per_j = vmap(lambda f, r, q_d, q_r, g, q_A: loss(f, r, xu, eu, q_d, q_r, g, q_A))(
+    per_j = vmap(lambda f, r, q_d, q_r, g, q_a: loss(f, r, xu, eu, q_d, q_r, g, q_a))(
         first, rest, q_delta, q_rest, q_gram_obs, CA
     )
     return per_j.sum() * (xu.shape[0] / B)  # Σ_i mean over B_i = (K·B / B) x mean over the union
@@ -334,7 +357,9 @@ class MetaTraderAgent(Agent):
             reward, next_q, next_log_prob, lam, self.config.gamma, self.config.critic_reduce
         )
 
-    def worst_case_targets(self, batch: SubsetBatch, original: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+    def worst_case_targets(
+        self, batch: SubsetBatch, original: torch.Tensor, lam: torch.Tensor
+    ) -> torch.Tensor:
         """``[K, B]``: eq. 5, the minimum of the `original` next day's target (eq. 4) and those of
         the simulated next days (the batch's alternatives; none: the original target)."""
         if batch.alt_reward.shape[-1] == 0:
@@ -451,6 +476,7 @@ __all__ = [
     "MetaTraderAgent",
     "MetaTraderConfig",
     "actor_loss",
+    "actor_inner_steps",
     "actor_meta_loss",
     "adapted_critic_1",
     "critic_inner_step",
