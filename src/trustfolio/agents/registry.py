@@ -493,7 +493,7 @@ _METATRADER_BUDGETS: dict[str, dict[str, Any]] = {
         encoder_budget="quick", encoder_kind="light", encoder={"out_dim": 4},
     ),
     "cpu": dict(
-        hidden_sizes=(256, 256), num_envs=16, steps=1_200, finetune_steps=300, batch_size=32,
+        hidden_sizes=(256, 256), num_envs=16, steps=2_400, finetune_steps=500, batch_size=32,
         subsets_per_step=8, slices=54, slice_length=64, finetune_slices=16, subset_buffer_size=256,
         validation_days=120, eval_every=250, checkpoint_every=250, log_every=50,
         encoder_budget="cpu", encoder_kind="light", encoder={"out_dim": 8},
