@@ -81,6 +81,11 @@ class MetaTraderConfig(AgentConfig):
     transform_alpha: float = 10.0  # F1's percentage of top risers
     transform_delta: int = 4  # F3's step
     outer_target: str = "worst-case"
+    # eq. 5's simulated next days: "observed" (the real next day's reward and balance, the simulated
+    # next market state: a worst case over future payoffs) or "repriced" (paper-notes' reading: the
+    # trade re-priced at the simulated next prices too; it learns to stay in cash, see
+    # docs/metatrader.md and tests/test_metatrader.py).
+    worst_case_reward: str = "observed"
     n_critics: int = 2
     critic_reduce: str = "min"
     meta_gradient: str = "exact"
@@ -104,7 +109,8 @@ class MetaTraderConfig(AgentConfig):
             raise UserError(f"{name}: transforms must be distinct names among {', '.join(TRANSFORMS)}, "
                             f"got {list(self.transforms)}")  # fmt: skip
         for key, allowed in (("outer_target", OUTER_TARGETS), ("meta_gradient", META_GRADIENTS),
-                             ("critic_reduce", ("min", "mean"))):  # fmt: skip
+                             ("critic_reduce", ("min", "mean")),
+                             ("worst_case_reward", ("repriced", "observed"))):  # fmt: skip
             if getattr(self, key) not in allowed:
                 raise UserError(
                     f"{name}: {key} must be one of {', '.join(allowed)}, got {getattr(self, key)!r}"
@@ -364,7 +370,13 @@ class MetaTraderAgent(Agent):
         the simulated next days (the batch's alternatives; none: the original target)."""
         if batch.alt_reward.shape[-1] == 0:
             return original
-        simulated = self.soft_targets(batch.alt_reward, batch.alt_next_obs, lam)  # [K, B, A]
+        reward, next_obs = batch.alt_reward, batch.alt_next_obs
+        if self.config.worst_case_reward == "observed":  # the real reward and balance, simulated market
+            balance = self.n_stocks + 1
+            reward = batch.reward.unsqueeze(-1).expand_as(reward)
+            real_balance = batch.next_obs[..., -balance:].unsqueeze(-2).expand(*reward.shape, balance)
+            next_obs = torch.cat([next_obs[..., :-balance], real_balance], dim=-1)
+        simulated = self.soft_targets(reward, next_obs, lam)  # [K, B, A]
         return worst_case_target(torch.cat([original.unsqueeze(-1), simulated], dim=-1))
 
     # ------------------------------------------------------------------ the update
