@@ -385,6 +385,7 @@ ABLATIONS = {
     "F1 only": dict(transforms=["F1"]),
     "F2 and F3": dict(transforms=["F2", "F3"]),
     "original TD target": dict(outer_target="original"),
+    "re-priced simulated next days": dict(worst_case_reward="repriced"),
     "ensemble min of 5": dict(transforms=[], n_critics=5, critic_reduce="min", outer_target="original"),
     "ensemble mean of 5": dict(transforms=[], n_critics=5, critic_reduce="mean", outer_target="original"),
     "finetune without bilevel": dict(finetune_bilevel=False),
