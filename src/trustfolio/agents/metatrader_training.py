@@ -16,29 +16,28 @@ resume: learner, buffers, rollouts, random states and step in ``checkpoint.pt``)
 
 from __future__ import annotations
 
-import random
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from trustfolio.agents.base import CHECKPOINT_FORMAT, AgentData, TrainSummary, load_checkpoint, save_atomic
+from trustfolio.agents.base import CHECKPOINT_FORMAT, AgentData, TrainSummary, save_atomic
 from trustfolio.agents.subsets import SubsetReplay, SubsetSpec, build_subsets
 from trustfolio.agents.training import (
     CHECKPOINT_FILE,
-    EVAL_FILE,
-    EVAL_METRICS,
-    PROGRESS_FILE,
-    CsvLog,
     _run_identity,
-    _tensorboard,
     _to_board,
     evaluate_agent,
+    execution_facts,
+    load_matching_checkpoint,
+    open_logs,
+    progress_bar,
+    random_states,
+    restore_random_states,
 )
 from trustfolio.data.features import build_features
 from trustfolio.encoders.market import pretrained_encoder
-from trustfolio.errors import UserError
 from trustfolio.market.transforms import TransformParams
 
 _PHASE_IDS = {"fit": 0, "finetune": 1}
@@ -92,49 +91,27 @@ def train_bilevel(agent, data: AgentData, *, phase: str, steps: int, seed: int, 
 
     step, seconds_before, resumed_from, last_eval = 0, 0.0, None, {}
     if resume and checkpoint_path.exists():
-        saved = load_checkpoint(checkpoint_path, device)
-        differing = [key for key in identity if saved.get("identity", {}).get(key) != identity[key]]
-        if differing:
-            raise UserError(
-                f"{checkpoint_path} belongs to a different run (it differs in {', '.join(differing)}); "
-                "use another output directory, or pass resume=False to start over"
-            )
+        saved = load_matching_checkpoint(checkpoint_path, identity, device)
         agent.load_learner_state(saved["agent"])
         replay.load_state_dict(saved["replay"])
-        rng.bit_generator.state = saved["rng"]["numpy"]
-        torch.set_rng_state(saved["rng"]["torch"])
-        random.setstate(saved["rng"]["python"])
+        restore_random_states(rng, saved["rng"])
         step, seconds_before, last_eval = saved["step"], saved["seconds"], saved["last_eval"]
         resumed_from = step
     else:
         agent.generator.manual_seed(seed + _PHASE_IDS[phase])
         _fill_every_subset(agent, replay)
         replay.start(_draw(rng, subsets.count, c.num_envs))
-    agent.trained_with = {
-        "initial_cash": data.sim.initial_cash,
-        "hmax": data.sim.hmax,
-        "cost_bps": data.sim.cost_bps,
-        "fill": data.sim.fill,
-        "tickers": list(data.panel.tickers),
-        "columns": list(data.states.columns),
-        "panel": data.panel.name,
-        "encoder_window": list(agent.encoder_window) if agent.encoder_window else None,
-    }
-    progress_log = CsvLog(out_dir / PROGRESS_FILE, ["step", "transitions", "updates", "episode_return",
-                                                   "seconds", *agent.log_keys], resumed_from)  # fmt: skip
-    eval_log = CsvLog(out_dir / EVAL_FILE, ["step", *EVAL_METRICS], resumed_from)
-    board = _tensorboard(out_dir)
+    window = list(agent.encoder_window) if agent.encoder_window else None
+    agent.trained_with = {**execution_facts(data), "encoder_window": window}
+    progress_log, eval_log, board = open_logs(out_dir, agent.log_keys, resumed_from)
     started, losses = time.perf_counter(), {}
 
     def elapsed() -> float:
         return seconds_before + time.perf_counter() - started
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     K = min(c.subsets_per_step, subsets.count)
     try:
-        with Progress(*columns, disable=not progress, transient=True) as bar:
+        with progress_bar(disabled=not progress) as bar:
             task = bar.add_task(f"metatrader {phase}", total=steps, completed=step)
             while step < steps:
                 step += 1
@@ -167,11 +144,7 @@ def train_bilevel(agent, data: AgentData, *, phase: str, steps: int, seed: int, 
                         "last_eval": last_eval,
                         "agent": agent.learner_state(),
                         "replay": replay.state_dict(),
-                        "rng": {
-                            "numpy": rng.bit_generator.state,
-                            "torch": torch.get_rng_state(),
-                            "python": random.getstate(),
-                        },  # fmt: skip
+                        "rng": random_states(rng),
                     }
                     save_atomic(state, checkpoint_path)
                 bar.update(task, completed=step)

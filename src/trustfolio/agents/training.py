@@ -244,6 +244,60 @@ def _tensorboard(out_dir: Path):
     return SummaryWriter(str(out_dir / "tensorboard"))
 
 
+# ---------------------------------------------------------------------------------------- shared by the loops
+PROGRESS_COLUMNS = ("step", "transitions", "updates", "episode_return", "seconds")
+
+
+def load_matching_checkpoint(path: Path, identity: dict[str, Any], device) -> dict[str, Any]:
+    """The checkpoint at `path`, refused (`UserError`) when it belongs to a run with another identity."""
+    saved = load_checkpoint(path, device)
+    differing = [key for key in identity if saved.get("identity", {}).get(key) != identity[key]]
+    if differing:
+        raise UserError(
+            f"{path} belongs to a different run (it differs in {', '.join(differing)}); "
+            "use another output directory, or pass resume=False to start over"
+        )
+    return saved
+
+
+def execution_facts(data: AgentData) -> dict[str, Any]:
+    """What a trained agent must be backtested with (`Agent.trained_with`)."""
+    return {
+        "initial_cash": data.sim.initial_cash,
+        "hmax": data.sim.hmax,
+        "cost_bps": data.sim.cost_bps,
+        "fill": data.sim.fill,
+        "tickers": list(data.panel.tickers),
+        "columns": list(data.states.columns),
+        "panel": data.panel.name,
+    }
+
+
+def random_states(rng: np.random.Generator) -> dict[str, Any]:
+    return {"numpy": rng.bit_generator.state, "torch": torch.get_rng_state(), "python": random.getstate()}
+
+
+def restore_random_states(rng: np.random.Generator, states: dict[str, Any]) -> None:
+    rng.bit_generator.state = states["numpy"]
+    torch.set_rng_state(states["torch"])
+    random.setstate(states["python"])
+
+
+def open_logs(out_dir: Path, log_keys: tuple[str, ...], resumed_from: int | None):
+    """``progress.csv``, ``eval.csv`` (cut back to `resumed_from`) and a TensorBoard writer (or None)."""
+    progress_log = CsvLog(out_dir / PROGRESS_FILE, [*PROGRESS_COLUMNS, *log_keys], resumed_from)
+    eval_log = CsvLog(out_dir / EVAL_FILE, ["step", *EVAL_METRICS], resumed_from)
+    return progress_log, eval_log, _tensorboard(out_dir)
+
+
+def progress_bar(disabled: bool):
+    """The rich progress bar both loops show (description, bar, steps done, time left)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    return Progress(*columns, disable=disabled, transient=True)
+
+
 # ---------------------------------------------------------------------------------------- the loop
 def train_off_policy(
     agent: Agent,
@@ -277,13 +331,7 @@ def train_off_policy(
 
     step, seconds_before, resumed_from, last_eval = 0, 0.0, None, {}
     if resume and checkpoint_path.exists():
-        saved = load_checkpoint(checkpoint_path, device)
-        differing = [key for key in identity if saved.get("identity", {}).get(key) != identity[key]]
-        if differing:
-            raise UserError(
-                f"{checkpoint_path} belongs to a different run (it differs in {', '.join(differing)}); "
-                "use another output directory, or pass resume=False to start over"
-            )
+        saved = load_matching_checkpoint(checkpoint_path, identity, device)
         if saved["step"] > steps:
             raise UserError(f"{checkpoint_path} is at step {saved['step']}, past the {steps} steps asked for")
         _restore(saved, agent, buffer, rollouts, rng)
@@ -292,33 +340,15 @@ def train_off_policy(
     else:
         agent.generator.manual_seed(seed + _PHASE_IDS[phase])
         rollouts.new_episodes(rng)
-    agent.trained_with = {
-        "initial_cash": data.sim.initial_cash,
-        "hmax": data.sim.hmax,
-        "cost_bps": data.sim.cost_bps,
-        "fill": data.sim.fill,
-        "tickers": list(data.panel.tickers),
-        "columns": list(data.states.columns),
-        "panel": data.panel.name,
-    }
-
-    progress_log = CsvLog(
-        out_dir / PROGRESS_FILE,
-        ["step", "transitions", "updates", "episode_return", "seconds", *agent.log_keys],
-        resumed_from,
-    )
-    eval_log = CsvLog(out_dir / EVAL_FILE, ["step", *EVAL_METRICS], resumed_from)
-    board = _tensorboard(out_dir)
+    agent.trained_with = execution_facts(data)
+    progress_log, eval_log, board = open_logs(out_dir, agent.log_keys, resumed_from)
     started, losses = time.perf_counter(), {}
 
     def elapsed() -> float:
         return seconds_before + time.perf_counter() - started
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     try:
-        with Progress(*columns, disable=not progress, transient=True) as bar:
+        with progress_bar(disabled=not progress) as bar:
             task = bar.add_task(f"{agent.name} {phase}", total=steps, completed=step)
             while step < steps:
                 step += 1
@@ -380,18 +410,13 @@ def _checkpoint(
     facts: dict[str, Any], agent: Agent, buffer: ReplayBuffer, rollouts: Rollouts, rng: np.random.Generator
 ) -> dict[str, Any]:
     """Everything needed to continue exactly: tensors and plain containers only (weights_only loading)."""
-    random_states = {
-        "numpy": rng.bit_generator.state,
-        "torch": torch.get_rng_state(),
-        "python": random.getstate(),
-    }
     return {
         "format": CHECKPOINT_FORMAT,
         **facts,
         "agent": agent.learner_state(),
         "buffer": buffer.state_dict(),
         "rollouts": rollouts.state_dict(),
-        "rng": random_states,
+        "rng": random_states(rng),
     }
 
 
@@ -402,9 +427,7 @@ def _restore(
     agent.load_learner_state(saved["agent"])
     buffer.load_state_dict(saved["buffer"])
     rollouts.load_state_dict(saved["rollouts"])
-    rng.bit_generator.state = saved["rng"]["numpy"]
-    torch.set_rng_state(saved["rng"]["torch"])
-    random.setstate(saved["rng"]["python"])
+    restore_random_states(rng, saved["rng"])
 
 
 def _to_board(board, prefix: str, row: dict[str, Any], step: int) -> None:
