@@ -3,7 +3,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 
@@ -56,3 +60,26 @@ def corrupt_after(panel: Panel, t: int, seed: int) -> Panel:
         values[t + 1 :] = garbage * (1000.0 if name == "volume" else 1.0)
         fields[name] = values
     return replace(panel, **fields)
+
+
+# ---------------------------------------------------------------------------------------- resume tests
+def pause_after_checkpoints(module, seconds: float) -> None:
+    """Make `module.save_atomic` sleep after each write (wall time only), so a test can kill the
+    process while it trains between two checkpoints."""
+    save = module.save_atomic
+
+    def save_then_pause(payload, path):
+        save(payload, path)
+        time.sleep(seconds)
+
+    module.save_atomic = save_then_pause
+
+
+def start_training(test_module: str, out_dir: Path, pause: float = 0.0) -> subprocess.Popen:
+    """Run `<test_module>.train_for_resume_test(out_dir, pause)` in a new process group (one torch thread)."""
+    tests = Path(__file__).resolve().parent
+    code = (
+        f"import sys, torch; torch.set_num_threads(1); sys.path.insert(0, {str(tests)!r})\n"
+        f"import {test_module} as t; t.train_for_resume_test({str(out_dir)!r}, pause={pause})\n"
+    )
+    return subprocess.Popen([sys.executable, "-c", code], start_new_session=True, stderr=subprocess.PIPE)

@@ -7,8 +7,6 @@ import csv
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import pytest
 import torch
 import yaml
 
+from synthetic import pause_after_checkpoints, start_training
 from test_agents_sac import SIM, TEST, TRAIN_END, held_out_backtest, tiny_config, trending_market
 from trustfolio.agents import (
     AgentData,
@@ -32,8 +31,6 @@ from trustfolio.agents.registry import default_hmax
 from trustfolio.errors import UserError
 from trustfolio.evaluation.protocols import Window
 from trustfolio.methods import make_method
-
-TESTS = Path(__file__).resolve().parent
 
 
 @pytest.fixture(autouse=True)
@@ -114,13 +111,7 @@ def train_for_resume_test(out_dir: str, pause: float = 0.0) -> None:
     import trustfolio.agents.training as training
 
     if pause:
-        save = training.save_atomic
-
-        def save_then_pause(payload, path):
-            save(payload, path)
-            time.sleep(pause)
-
-        training.save_atomic = save_then_pause
+        pause_after_checkpoints(training, pause)
     panel, states = trending_market()
     agent = SACAgent(
         panel.N, 5, tiny_config(steps=120, checkpoint_every=30, eval_every=20, log_every=10), seed=5
@@ -135,12 +126,8 @@ def train_for_resume_test(out_dir: str, pause: float = 0.0) -> None:
     )
 
 
-def _run(out_dir: Path, pause: float = 0.0) -> subprocess.Popen:
-    code = (
-        f"import sys, torch; torch.set_num_threads(1); sys.path.insert(0, {str(TESTS)!r})\n"
-        f"import test_agents_training as t; t.train_for_resume_test({str(out_dir)!r}, pause={pause})\n"
-    )
-    return subprocess.Popen([sys.executable, "-c", code], start_new_session=True, stderr=subprocess.PIPE)
+def _run(out_dir: Path, pause: float = 0.0):
+    return start_training("test_agents_training", out_dir, pause)
 
 
 def test_a_run_killed_with_sigkill_resumes_to_the_same_final_agent_and_metrics(tmp_path):

@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -17,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from synthetic import corrupt_after
+from synthetic import corrupt_after, pause_after_checkpoints, start_training
 from test_agents_sac import SIM, TRAIN_END, held_out_backtest, trending_market
 from trustfolio.agents.base import AgentData
 from trustfolio.agents.metatrader import (
@@ -45,7 +43,6 @@ from trustfolio.market.transforms import (
     transform_path,
 )
 
-TESTS = Path(__file__).resolve().parent
 TINY_ENCODER = dict(lookback=8, out_dim=2, max_epochs=1, steps_per_epoch=5, batch_size=8, validation_days=8)
 
 
@@ -331,13 +328,7 @@ def train_for_resume_test(out_dir: str, pause: float = 0.0) -> None:
     import trustfolio.agents.metatrader_training as training
 
     if pause:
-        save = training.save_atomic
-
-        def save_then_pause(payload, path):
-            save(payload, path)
-            time.sleep(pause)
-
-        training.save_atomic = save_then_pause
+        pause_after_checkpoints(training, pause)
     config = tiny_config(steps=18)
     data = _data(config)
     agent = MetaTraderAgent(data.n_stocks, data.n_features, config, seed=4)
@@ -349,12 +340,8 @@ def train_for_resume_test(out_dir: str, pause: float = 0.0) -> None:
     )
 
 
-def _run(out_dir: Path, pause: float = 0.0) -> subprocess.Popen:
-    code = (
-        f"import sys, torch; torch.set_num_threads(1); sys.path.insert(0, {str(TESTS)!r})\n"
-        f"import test_metatrader as t; t.train_for_resume_test({str(out_dir)!r}, pause={pause})\n"
-    )
-    return subprocess.Popen([sys.executable, "-c", code], start_new_session=True, stderr=subprocess.PIPE)
+def _run(out_dir: Path, pause: float = 0.0):
+    return start_training("test_metatrader", out_dir, pause)
 
 
 def test_a_run_killed_with_sigkill_resumes_to_the_same_final_metrics(tmp_path):
