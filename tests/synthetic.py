@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -83,3 +85,14 @@ def start_training(test_module: str, out_dir: Path, pause: float = 0.0) -> subpr
         f"import {test_module} as t; t.train_for_resume_test({str(out_dir)!r}, pause={pause})\n"
     )
     return subprocess.Popen([sys.executable, "-c", code], start_new_session=True, stderr=subprocess.PIPE)
+
+
+def kill_between_checkpoints(process: subprocess.Popen, checkpoint: Path, pause: float, timeout: float) -> None:
+    """Wait for `checkpoint` to appear, sleep past the process's `pause` after it (so it is training
+    between two checkpoints), then SIGKILL its process group and reap it."""
+    deadline = time.monotonic() + timeout
+    while not checkpoint.exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.02)
+    time.sleep(pause + 0.1)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import signal
-import time
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +12,7 @@ import pytest
 import torch
 import yaml
 
-from synthetic import pause_after_checkpoints, start_training
+from synthetic import kill_between_checkpoints, pause_after_checkpoints, start_training
 from test_agents_sac import SIM, TEST, TRAIN_END, held_out_backtest, tiny_config, trending_market
 from trustfolio.agents import (
     AgentData,
@@ -135,12 +132,7 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_final_agent_and_metrics(t
     killed_dir = tmp_path / "killed"
     process = _run(killed_dir, pause=0.5)
     checkpoint = killed_dir / "fit" / "checkpoint.pt"
-    deadline = time.monotonic() + 120
-    while not checkpoint.exists() and time.monotonic() < deadline and process.poll() is None:
-        time.sleep(0.02)
-    time.sleep(0.6)  # past the pause: killed while training between checkpoints
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+    kill_between_checkpoints(process, checkpoint, pause=0.5, timeout=120)
     assert checkpoint.exists(), process.stderr.read().decode()[-2000:]
     assert not (killed_dir / "agent.pt").exists()  # it did not finish
     resumed = _run(killed_dir)

@@ -5,9 +5,6 @@ determinism, resume after SIGKILL, and every ablation switch on a tiny market. T
 from __future__ import annotations
 
 import json
-import os
-import signal
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from synthetic import corrupt_after, pause_after_checkpoints, start_training
+from synthetic import corrupt_after, kill_between_checkpoints, pause_after_checkpoints, start_training
 from test_agents_sac import SIM, TRAIN_END, held_out_backtest, trending_market
 from trustfolio.agents.base import AgentData
 from trustfolio.agents.metatrader import (
@@ -350,12 +347,7 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_final_metrics(tmp_path):
     killed_dir = tmp_path / "killed"
     process = _run(killed_dir, pause=1.0)
     checkpoint = killed_dir / "fit" / "checkpoint.pt"
-    deadline = time.monotonic() + 180
-    while not checkpoint.exists() and time.monotonic() < deadline and process.poll() is None:
-        time.sleep(0.02)
-    time.sleep(1.1)  # past the pause: killed while training between checkpoints
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+    kill_between_checkpoints(process, checkpoint, pause=1.0, timeout=180)
     assert checkpoint.exists(), process.stderr.read().decode()[-2000:]
     assert not (killed_dir / "result.json").exists()
     resumed = _run(killed_dir)
