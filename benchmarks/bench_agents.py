@@ -3,7 +3,7 @@ training-loop steps per second, and the time of one daily decision.
 
 - **updates/s**: `SACAgent.update` (critics, actor, temperature, targets) on batches sampled from a
   replay buffer filled by random rollouts, for each (hidden sizes, batch size) setting.
-- **loop steps/s**: `train_off_policy` with the `cpu` budget after `learning_starts`: one env step
+- **loop steps/s**: `OffPolicyAgent.fit` with the `cpu` budget after `learning_starts`: one env step
   of 16 portfolios (observations, sampled actions, simulator, buffer) plus one update, per step.
 - **decision ms**: `AgentPolicy.act` on a backtest `Observation` (88 stocks x 13 features + balance
   → orders), what the backtest calls once per day; the target is ≤ 2 ms on CPU.
@@ -25,9 +25,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from trustfolio.agent_runs import default_hmax
 from trustfolio.agents import AgentData, SACAgent, resolve_config
-from trustfolio.agents.registry import default_hmax, raw_states
-from trustfolio.agents.training import ReplayBuffer, Rollouts, train_off_policy
+from trustfolio.agents.off_policy import Rollouts
+from trustfolio.agents.registry import raw_states
+from trustfolio.agents.replay import ReplayBuffer
 from trustfolio.data.cleaning import clean
 from trustfolio.data.loaders import load_stockformer
 from trustfolio.evaluation.backtest import Observation
@@ -88,11 +90,9 @@ def time_loop(data: AgentData, hidden: tuple[int, ...], steps: int) -> float:
     )
     agent = SACAgent(data.n_stocks, data.n_features, config, seed=0)
     with tempfile.TemporaryDirectory() as out:
-        train_off_policy(agent, data, steps=config.learning_starts, seed=0, out_dir=Path(out), progress=False)
+        agent.fit(data, steps=config.learning_starts, seed=0, out_dir=Path(out), progress=False)
         started = time.perf_counter()
-        train_off_policy(
-            agent, data, steps=config.learning_starts + steps, seed=0, out_dir=Path(out) / "b", progress=False
-        )
+        agent.fit(data, steps=config.learning_starts + steps, seed=0, out_dir=Path(out) / "b", progress=False)
     return steps / (time.perf_counter() - started)
 
 

@@ -28,14 +28,8 @@ import numpy as np
 import torch
 from torch.func import vmap
 
-from trustfolio.agents.metatrader import (
-    MetaTraderAgent,
-    MetaTraderConfig,
-    actor_inner_steps,
-    adapted_critic_1,
-    critic_inner_step,
-)
-from trustfolio.agents.registry import BUDGETS
+from trustfolio.agents.metatrader import MetaTraderAgent, MetaTraderConfig
+from trustfolio.agents.metatrader_meta import actor_inner_steps, adapted_critic_1, critic_inner_step
 from trustfolio.agents.subsets import SubsetMarket, SubsetReplay
 
 N_STOCKS, ALTERNATIVES, SLICE = 88, 3, 64
@@ -71,7 +65,7 @@ def median_seconds(fn, runs: int) -> float:
 
 
 def bench(setting: str, runs: int, meta_gradient: str) -> dict[str, float]:
-    budget = BUDGETS["metatrader"][setting]
+    budget = MetaTraderAgent.budgets[setting]
     config = MetaTraderConfig(**{**budget, "meta_gradient": meta_gradient, "encoder_budget": "quick"})
     state_dim = STATE_DIM[setting]
     agent = MetaTraderAgent(N_STOCKS, state_dim, config)

@@ -20,7 +20,7 @@ def quick_metrics(name: str, work_dir: Path) -> dict[str, float]:
     """Train `name` at the quick budget on sp500 (seed 0), evaluate with costs; its metrics."""
     import torch
 
-    from trustfolio.agents import evaluate_run, train_agent
+    from trustfolio.agent_runs import evaluate_run, train_agent
 
     torch.set_num_threads(1)
     run_dir = train_agent(name, "sp500", budget="quick", seed=0, out_dir=work_dir / name, progress=False)

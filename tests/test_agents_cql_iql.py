@@ -202,9 +202,9 @@ def test_same_seed_same_agent_also_when_resumed_and_it_saves_and_loads_with_weig
 
 
 def test_registered_with_budgets_and_metatraders_network_sizes():
-    from trustfolio.agents.registry import AGENTS, resolve_config
+    from trustfolio.agents.registry import agent_class, resolve_config
 
-    assert AGENTS["cql"][0] is CQLAgent and AGENTS["iql"][0] is IQLAgent
+    assert agent_class("cql") is CQLAgent and agent_class("iql") is IQLAgent
     cql, iql = resolve_config("cql", "paper"), resolve_config("iql", "paper")
     assert cql.hidden_sizes == iql.hidden_sizes == (256, 256) and cql.num_envs == iql.num_envs == 32
     assert (cql.actor_lr, cql.critic_lr, cql.cql_alpha, cql.cql_num_actions) == (1e-4, 3e-4, 1.0, 10)

@@ -182,7 +182,7 @@ def test_saved_agent_loads_with_weights_only_and_acts_the_same(market, tmp_path)
     payload = torch.load(tmp_path / "agent.pt", weights_only=True)
     assert payload["agent"] == "sac" and payload["trained_with"]["initial_cash"] == SIM.initial_cash
     checkpoint = torch.load(tmp_path / "fit" / "checkpoint.pt", weights_only=True)
-    assert checkpoint["step"] == 60 and checkpoint["buffer"]["size"] == 60 * 8
+    assert checkpoint["step"] == 60 and checkpoint["state"]["buffer"]["size"] == 60 * 8
 
     loaded = Agent.load(tmp_path / "agent.pt")
     assert isinstance(loaded, SACAgent) and loaded.config == agent.config

@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from test_agents_sac import SIM, TEST, TRAIN_END, held_out_backtest, tiny_config, trending_market
+from trustfolio.agent_runs import evaluate_run, train_agent
 from trustfolio.agents.base import Agent, AgentData
-from trustfolio.agents.registry import evaluate_run, train_agent
 from trustfolio.agents.sarl import (
     PREDICTION_COLUMNS,
     SARLAgent,

@@ -14,17 +14,9 @@ import yaml
 
 from synthetic import kill_between_checkpoints, pause_after_checkpoints, start_training
 from test_agents_sac import SIM, TEST, TRAIN_END, held_out_backtest, tiny_config, trending_market
-from trustfolio.agents import (
-    AgentData,
-    ReplayBuffer,
-    SACAgent,
-    SACConfig,
-    evaluate_run,
-    resolve_config,
-    train_agent,
-)
+from trustfolio.agent_runs import default_hmax, evaluate_run, train_agent
+from trustfolio.agents import AgentData, ReplayBuffer, SACAgent, SACConfig, resolve_config
 from trustfolio.agents.base import Agent
-from trustfolio.agents.registry import default_hmax
 from trustfolio.errors import UserError
 from trustfolio.evaluation.protocols import Window
 from trustfolio.methods import make_method
@@ -63,7 +55,7 @@ def test_rollouts_never_touch_the_validation_days_and_logs_are_written(tmp_path)
         panel.N, 5, tiny_config(steps=100, eval_every=50, log_every=25, buffer_size=10_000), seed=0
     )
     summary = agent.fit(AgentData(panel, states, 0, TRAIN_END, SIM), out_dir=tmp_path, progress=False)
-    buffer = torch.load(tmp_path / "checkpoint.pt", weights_only=True)["buffer"]
+    buffer = torch.load(tmp_path / "checkpoint.pt", weights_only=True)["state"]["buffer"]
     # 100 steps x 8 portfolios; next days (day + 1) stay before the 40 held-out days 260..299
     assert (
         buffer["size"] == 800
@@ -105,10 +97,10 @@ def test_a_finished_run_is_not_retrained_and_a_different_run_is_refused(tmp_path
 def train_for_resume_test(out_dir: str, pause: float = 0.0) -> None:
     """What the subprocesses run: a small SAC fit, then its final weights and held-out metrics.
     `pause` sleeps after each checkpoint (wall time only) so the test can kill between checkpoints."""
-    import trustfolio.agents.training as training
+    import trustfolio.agents.harness as harness
 
     if pause:
-        pause_after_checkpoints(training, pause)
+        pause_after_checkpoints(harness, pause)
     panel, states = trending_market()
     agent = SACAgent(
         panel.N, 5, tiny_config(steps=120, checkpoint_every=30, eval_every=20, log_every=10), seed=5

@@ -18,13 +18,11 @@ from trustfolio.agents.base import AgentData
 from trustfolio.agents.metatrader import (
     MetaTraderAgent,
     MetaTraderConfig,
-    actor_meta_loss,
-    adapted_critic_1,
-    critic_meta_loss,
     q_ensemble,
     td_loss,
     worst_case_target,
 )
+from trustfolio.agents.metatrader_meta import actor_meta_loss, adapted_critic_1, critic_meta_loss
 from trustfolio.agents.metatrader_training import prepare_subsets
 from trustfolio.agents.networks import QNetwork, SquashedGaussianActor, squashed_gaussian
 from trustfolio.data.features import build_features
@@ -311,7 +309,7 @@ def test_same_seed_same_agent_and_metrics(tmp_path):
     a, data = _fit(config, tmp_path / "a")
     b, _ = _fit(config, tmp_path / "b")
     c, _ = _fit(config, tmp_path / "c", seed=1)
-    sa, sb, sc = a.learner_state(), b.learner_state(), c.learner_state()
+    sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
     assert all(torch.equal(sa["actor"][k], sb["actor"][k]) for k in sa["actor"])
     assert not all(torch.equal(sa["actor"][k], sc["actor"][k]) for k in sa["actor"])
     ma = held_out_backtest(a.policy(data.states), data.panel).metrics()
@@ -322,16 +320,16 @@ def test_same_seed_same_agent_and_metrics(tmp_path):
 
 def train_for_resume_test(out_dir: str, pause: float = 0.0) -> None:
     """What the subprocesses run: a tiny MetaTrader fit, then its final held-out metrics."""
-    import trustfolio.agents.metatrader_training as training
+    import trustfolio.agents.harness as harness
 
     if pause:
-        pause_after_checkpoints(training, pause)
+        pause_after_checkpoints(harness, pause)
     config = tiny_config(steps=18)
     data = _data(config)
     agent = MetaTraderAgent(data.n_stocks, data.n_features, config, seed=4)
     summary = agent.fit(data, out_dir=Path(out_dir) / "fit", progress=False)
     metrics = held_out_backtest(agent.policy(data.states), data.panel).metrics()
-    weights = {k: v.tolist() for k, v in agent.learner_state()["actor"].items()}
+    weights = {k: v.tolist() for k, v in agent.state_dict()["actor"].items()}
     (Path(out_dir) / "result.json").write_text(
         json.dumps({"metrics": metrics, "resumed_from": summary.resumed_from, "actor": weights})
     )
@@ -385,7 +383,7 @@ def test_each_ablation_switch_trains_and_finetunes(tmp_path, name):
         assert gap == 0.0  # no simulated next days: the outer target is eq. 4's
     else:
         assert gap > 0.0  # eq. 5's minimum lowers the target
-    assert len(agent.learner_state()["critics"]) == config.n_critics * 0 + len(agent.critics.names)
+    assert len(agent.state_dict()["critics"]) == config.n_critics * 0 + len(agent.critics.names)
     assert next(iter(agent.critics.params().values())).shape[0] == config.n_critics
     metrics = held_out_backtest(agent.policy(data.states), data.panel).metrics()
     assert np.isfinite(metrics["CR"])

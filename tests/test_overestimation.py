@@ -13,19 +13,13 @@ import torch
 from torch import nn
 
 from test_agents_sac import SIM, TEST, TRAIN_END, tiny_config, trending_market
-from trustfolio.agents import (
-    AgentConfig,
-    AgentData,
-    DDPGAgent,
-    DDPGConfig,
-    SACAgent,
-    evaluate_run,
-    train_agent,
-)
+from trustfolio.agent_runs import evaluate_run, train_agent
+from trustfolio.agents import AgentData, DDPGAgent, DDPGConfig, SACAgent
 from trustfolio.agents.metatrader import MetaTraderAgent, MetaTraderConfig
-from trustfolio.agents.training import evaluate_agent
+from trustfolio.agents.off_policy import OffPolicyConfig as AgentConfig
+from trustfolio.agents.off_policy import evaluate_agent
 from trustfolio.errors import UserError
-from trustfolio.evaluation import BacktestResult, OverestimationResult, critic_estimate, value_overestimation
+from trustfolio.evaluation import BacktestResult, OverestimationResult, value_overestimation
 from trustfolio.evaluation.overestimation import discounted_returns
 
 
@@ -57,12 +51,14 @@ class BuyAndBelieve:
     """Orders `shares_order` x hmax shares of stock 0 every day; twin critics that say 3.0 and 2.5."""
 
     name = "stub"
+    order_mode = "shares"
 
     def __init__(self, n_stocks: int, config: AgentConfig, shares_order: float = 0.25, critics: bool = True):
         self.config, self.device = config, torch.device("cpu")
         self.n_stocks, self.shares_order = n_stocks, shares_order
         if critics:
             self.q1, self.q2 = ConstantCritic(3.0), ConstantCritic(2.5)
+            self.critic_value = lambda obs, action: torch.minimum(self.q1(obs, action), self.q2(obs, action))
 
     def act(self, obs: torch.Tensor, *, deterministic: bool) -> torch.Tensor:
         action = torch.zeros(obs.shape[0], self.n_stocks)
@@ -132,28 +128,26 @@ def test_to_json_and_plot_write_their_files(market, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------- agents
-def test_critic_estimate_of_each_kind_of_critic():
+def test_critic_value_of_each_kind_of_critic():
     obs, action = torch.randn(5, 3 * 2 + 1 + 3), torch.rand(5, 3) * 2 - 1
     sac = SACAgent(3, 2, tiny_config(), seed=0)
     assert torch.equal(
-        critic_estimate(sac, obs, action), torch.minimum(sac.q1(obs, action), sac.q2(obs, action))
+        sac.critic_value(obs, action), torch.minimum(sac.q1(obs, action), sac.q2(obs, action))
     )
     ddpg = DDPGAgent(3, 2, tiny_config(DDPGConfig), seed=0)
-    assert torch.equal(critic_estimate(ddpg, obs, action), ddpg.q(obs, action))
+    assert torch.equal(ddpg.critic_value(obs, action), ddpg.q(obs, action))
     for reduce in ("min", "mean"):
         config = MetaTraderConfig(hidden_sizes=(16,), n_critics=3, critic_reduce=reduce)
         meta = MetaTraderAgent(3, 2, config, seed=0)
         values = meta.critics(obs, action)
         expected = values.min(0).values if reduce == "min" else values.mean(0)
-        assert values.shape == (3, 5) and torch.equal(critic_estimate(meta, obs, action), expected)
-    assert not critic_estimate(sac, obs, action).requires_grad
+        assert values.shape == (3, 5) and torch.equal(meta.critic_value(obs, action), expected)
+    assert not sac.critic_value(obs, action).requires_grad
 
 
 def test_an_agent_without_a_critic_is_refused(market):
     panel, states = market
     agent = BuyAndBelieve(panel.N, AgentConfig(), critics=False)
-    with pytest.raises(UserError, match="agent stub has no critic to diagnose"):
-        critic_estimate(agent, torch.zeros(1, 1), torch.zeros(1, 1))
     with pytest.raises(UserError, match="agent stub has no critic to diagnose"):
         value_overestimation(agent, panel, states, 0, 10, initial_cash=1e4, hmax=100.0, cost_bps=0.0)
 

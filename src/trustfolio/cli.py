@@ -265,11 +265,11 @@ def train_command(
 ) -> None:
     """Train an RL agent on DATASET's training window; rerunning the same command resumes from the
     last checkpoint."""
-    from trustfolio.agents.registry import AGENTS, BUDGETS, train_agent
+    from trustfolio.agent_runs import train_agent
+    from trustfolio.agents.registry import agent_class
 
-    if agent not in AGENTS:
-        raise UserError(f"unknown agent {agent!r}; choose one of {', '.join(AGENTS)}")
-    if config is not None and config in BUDGETS[agent] and not Path(config).exists():
+    budgets = agent_class(agent).budgets  # an unknown agent fails here, naming the known ones
+    if config is not None and config in budgets and not Path(config).exists():
         budget, config = config, None  # `--config cpu` names a budget
     out = out or Path("runs") / f"train-{agent}-{dataset.split(':')[0]}-seed{seed}"
     run_dir = train_agent(
@@ -288,7 +288,7 @@ def evaluate_command(
     cost_bps: Annotated[float, typer.Option(help="proportional cost per side, basis points")] = 10.0,
 ) -> None:
     """Backtest a trained agent beside 1/N, with and without costs; writes RUN_DIR/metrics.json."""
-    from trustfolio.agents.registry import evaluate_run
+    from trustfolio.agent_runs import evaluate_run
 
     if cost_bps < 0:
         raise UserError(f"--cost-bps must be >= 0, got {cost_bps}")

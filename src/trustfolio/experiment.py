@@ -27,9 +27,10 @@ from typing import Any
 
 import yaml
 
+from trustfolio.agents.registry import AGENTS
 from trustfolio.errors import UserError
 from trustfolio.evaluation.protocols import Window, resolve_protocol, windows_from_config
-from trustfolio.methods import make_method
+from trustfolio.methods import METHODS, is_method, make_method
 
 _BACKTEST_OPTIONS = {
     "initial_cash": (int, float),
@@ -163,13 +164,24 @@ class Experiment:
         """The resolved experiment (what `experiment.yaml` in a run directory holds)."""
         return asdict(self)
 
+    def build_methods(self) -> dict[str, Any]:
+        """Every method built once (its options checked; agents and torch imported now): name -> `Method`."""
+        built = {}
+        for i, entry in enumerate(self.methods):
+            try:
+                built[entry["name"]] = make_method(entry["name"], entry["config"])
+            except UserError as exc:
+                raise UserError(f"methods[{i}]: {exc}") from None
+        return built
+
     def jobs(self, dates, *, trading_days_per_year: int = 252) -> list[JobSpec]:
         """Every job on the trading days `dates`: method × window × seed × cost multiple
-        (deterministic methods: seed 0 only)."""
+        (deterministic methods: seed 0 only). Builds every method first, so a bad option fails here."""
         windows = windows_from_config(self.protocol, dates, trading_days_per_year=trading_days_per_year)
+        methods = self.build_methods()
         jobs = []
         for entry in self.methods:
-            deterministic = bool(make_method(entry["name"], entry["config"]).deterministic)
+            deterministic = bool(methods[entry["name"]].deterministic)
             for window in windows:
                 for seed in [0] if deterministic else self.seeds:
                     for multiple in self.cost_multiples:
@@ -215,8 +227,14 @@ def _check_methods(methods) -> list[dict[str, Any]]:
         name, config = entry["name"], entry.get("config") or {}
         if any(name == c["name"] for c in checked):
             raise UserError(f"methods[{i}]: {name!r} is listed twice")
-        try:
-            make_method(name, config)  # unknown names and bad options fail here, before any job
+        if not is_method(name):
+            raise UserError(f"methods[{i}]: unknown method {name!r}; choose one of {', '.join(METHODS)}")
+        try:  # strategies and predictors are checked now; agents (torch) when the jobs are made
+            if name in AGENTS:
+                if not isinstance(config, dict):
+                    raise UserError(f"method {name!r}: config must be a mapping of options, not {config!r}")
+            else:
+                make_method(name, config)
         except UserError as exc:
             raise UserError(f"methods[{i}]: {exc}") from None
         checked.append({"name": name, "config": dict(config)})

@@ -1,11 +1,15 @@
-"""Methods: what one runner job runs — something that turns a window's data into a `Policy`.
+"""The composition root: every strategy, predictor and agent registered as a runner method, here and only here.
 
-A method is named in an experiment file (``methods: [{name: momentum, config: {window: 126}}]``)
-and built here with `make_method(name, config)`. The classic strategies are registered below; they
-only look back at prices, so `build_policy` just constructs them and fits nothing. Learning agents
-(later issues) register themselves with `register_method` from their own module:
+A method is what one runner job runs — something that turns a window's data into a `Policy`. It is
+named in an experiment file (``methods: [{name: momentum, config: {window: 126}}]``) and built with
+`make_method(name, config)`:
 
-    register_method("sac", lambda config: SACMethod(**config), "FinRL-style SAC on StockFormer states")
+- the classic strategies (`trustfolio.strategies`) only look back at prices, so `build_policy` just
+  constructs them and fits nothing;
+- the predict-then-hold baselines fit a return predictor on the training window;
+- the learning agents (`trustfolio.agents.registry.AGENTS`, plus any added with `register_agent`)
+  train on the window with `trustfolio.agent_runs.AgentMethod`; they are imported when first built,
+  so listing methods or parsing an experiment file imports no agent and no torch.
 
 A method's `build_policy` may fit on the panel's days in ``window.train`` (and ``window.finetune``,
 and select on ``window.validation``) only; the panel it receives ends on the window's last test day
@@ -19,11 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from trustfolio.agents.registry import AGENTS
 from trustfolio.data.panel import Panel
 from trustfolio.errors import UserError
 from trustfolio.evaluation.backtest import Policy
 from trustfolio.evaluation.protocols import Window
 from trustfolio.strategies import STRATEGIES, make_strategy
+from trustfolio.strategies.predict_then_hold import PREDICT_HOLD_METHODS, make_predict_hold_method
 
 
 @runtime_checkable
@@ -39,7 +45,7 @@ class Method(Protocol):
         ...
 
 
-#: Method name -> one-line description (what `trustfolio` lists to users).
+#: Method name -> one-line description (what `trustfolio` lists to users); agents are added below.
 METHODS: dict[str, str] = {}
 _FACTORIES: dict[str, Callable[[dict[str, Any]], Method]] = {}
 
@@ -59,8 +65,15 @@ def register_method(
     _FACTORIES[name] = factory
 
 
+def is_method(name: str) -> bool:
+    """Whether `name` is a method (a registered one, or an agent), without building or importing it."""
+    return name in _FACTORIES or name in AGENTS
+
+
 def make_method(name: str, config: dict[str, Any] | None = None) -> Method:
     """The method registered as `name`, configured with `config` (None = its defaults)."""
+    if name not in _FACTORIES and name in AGENTS:  # an agent added with `register_agent` after import
+        register_method(name, _agent_method(name), AGENTS[name][1])
     if name not in _FACTORIES:
         raise UserError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}")
     if config is not None and not isinstance(config, dict):
@@ -89,14 +102,22 @@ for _name, _description in STRATEGIES.items():
         _name, lambda config, name=_name: StrategyMethod(name, config), f"classic: {_description}"
     )
 
-__all__ = ["METHODS", "Method", "StrategyMethod", "make_method", "register_method"]
-
 # Predict-then-hold baselines (paper category D): each fits a return predictor on the training window.
-from trustfolio.strategies.predict_then_hold import PREDICT_HOLD_METHODS, make_predict_hold_method  # noqa: E402
-
 for _name, (_predictor, _description) in PREDICT_HOLD_METHODS.items():
     register_method(_name, lambda config, name=_name: make_predict_hold_method(name, config), _description)
 
-# The learning agents register themselves ("sac", "ddpg", …). Imported last, once register_method
-# exists, so the import cycle (the registry imports this module) resolves either way round.
-import trustfolio.agents.registry  # noqa: E402, F401
+
+# The learning agents: trained on each window by `AgentMethod` (imported, with torch, when first built).
+def _agent_method(name: str) -> Callable[[dict[str, Any]], Method]:
+    def factory(config: dict[str, Any]) -> Method:
+        from trustfolio.agent_runs import AgentMethod
+
+        return AgentMethod(name, config)
+
+    return factory
+
+
+for _name, (_target, _description) in AGENTS.items():
+    register_method(_name, _agent_method(_name), _description)
+
+__all__ = ["METHODS", "Method", "StrategyMethod", "is_method", "make_method", "register_method"]

@@ -15,7 +15,6 @@ Rerunning the same command skips every finished job, so it only rebuilds the tab
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import pandas as pd
 from trustfolio.evaluation.comparison import Comparison
 from trustfolio.evaluation.experiment_report import build_report
 from trustfolio.experiment import Experiment
+from trustfolio.files import write_atomic
 from trustfolio.runner import ExperimentSummary, quickstart_experiment_path, run_experiment
 
 
@@ -76,7 +76,7 @@ def write_tables(comparison: Comparison, run_dir: Path) -> None:
         "cost_multiple": 1.0,
         "missing": dict(comparison.missing),
     }
-    _write_atomic(run_dir / "metrics.json", lambda p: p.write_text(json.dumps(document, indent=2)))
+    write_atomic(run_dir / "metrics.json", json.dumps(document, indent=2))
 
     frames = []
     growth = comparison.growth(1.0)
@@ -96,17 +96,8 @@ def write_tables(comparison: Comparison, run_dir: Path) -> None:
         )
     columns = ["date", "strategy", "value", "return"]
     daily = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
-    _write_atomic(run_dir / "daily.parquet", lambda p: daily.to_parquet(p, index=False))
+    write_atomic(run_dir / "daily.parquet", lambda path: daily.to_parquet(path, index=False))
 
 
 def _number(value) -> float | None:
     return None if value is None or pd.isna(value) else float(value)
-
-
-def _write_atomic(target: Path, write) -> None:
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        write(temporary)
-        os.replace(temporary, target)
-    finally:
-        temporary.unlink(missing_ok=True)

@@ -3,14 +3,8 @@
 An experiment (YAML, see `experiments/quickstart.yaml`) names a dataset, a protocol (its windows),
 methods with their configs, seeds and cost multiples. Each job is one method × window × seed × cost
 multiple: clean the data with only the window's training days deciding (the data end on the test's
-last day), build the method's policy, backtest it over the test days. A run directory holds:
-
-    <run_dir>/experiment.yaml          the resolved experiment (defaults filled in)
-    <run_dir>/jobs/<job_id>/job.json   what the job was (JobSpec.to_dict) plus its cleaning and timing
-    <run_dir>/jobs/<job_id>/daily.parquet, result.json    BacktestResult.save
-    <run_dir>/jobs/<job_id>/DONE       written last, atomically: a job is finished iff DONE exists
-    <run_dir>/jobs/<job_id>/error.txt  a failed job: one-line error, then the traceback; no DONE
-    <run_dir>/work/<method>--<window>--seed<seed>/   the method's scratch space (checkpoints, logs)
+last day), build the method's policy, backtest it over the test days. The run directory's layout is
+in `trustfolio.rundir`.
 
 Reruns are idempotent: jobs with DONE are skipped, leftovers of unfinished or failed jobs are
 removed and rerun, so a killed run loses only the jobs in flight. Jobs that differ only in their cost
@@ -21,33 +15,34 @@ multiple share one policy: they run together, building (training) it once. Deter
 from __future__ import annotations
 
 import functools
-import json
 import multiprocessing
 import os
 import shutil
 import sys
 import time
-import traceback
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
-from typing import Any, Literal
-
-import yaml
+from typing import Literal
 
 from trustfolio.data.cleaning import clean
 from trustfolio.data.loaders import load_dataset
 from trustfolio.errors import UserError
 from trustfolio.evaluation.backtest import backtest
 from trustfolio.evaluation.protocols import Window
-from trustfolio.evaluation.result import BacktestResult
 from trustfolio.experiment import Experiment, JobSpec, import_modules
 from trustfolio.methods import make_method
-
-EXPERIMENT_FILE, JOBS_DIR, WORK_DIR = "experiment.yaml", "jobs", "work"
-JOB_FILE, DONE_FILE, ERROR_FILE = "job.json", "DONE", "error.txt"
+from trustfolio.rundir import (
+    WORK_DIR,
+    claim_experiment_dir,
+    is_finished,
+    job_dir,
+    load_finished_jobs,
+    record_failure,
+)
+from trustfolio.rundir import finish_job as write_finished_job
 
 
 def quickstart_experiment_path() -> Path:
@@ -111,17 +106,16 @@ def run_experiment(
     panel = _load_panel(experiment.dataset)
     jobs = experiment.jobs(panel.dates, trading_days_per_year=panel.calendar.trading_days_per_year)
     run_dir = Path(run_dir)
-    _claim_run_dir(run_dir, experiment.to_dict())
+    claim_experiment_dir(run_dir, experiment.to_dict())
 
     summary = ExperimentSummary(run_dir, len(jobs))
     summary.single_seed = list(dict.fromkeys(j.method for j in jobs if j.deterministic))
     groups: dict[str, list[JobSpec]] = {}
     for job in jobs:
-        job_dir = run_dir / JOBS_DIR / job.job_id
-        if (job_dir / DONE_FILE).exists():
+        if is_finished(run_dir, job.job_id):
             summary.skipped.append(job.job_id)
             continue
-        shutil.rmtree(job_dir, ignore_errors=True)  # leftovers of a killed or failed attempt
+        shutil.rmtree(job_dir(run_dir, job.job_id), ignore_errors=True)  # leftovers of a killed or failed attempt
         groups.setdefault(job.group_id, []).append(job)
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -152,19 +146,6 @@ def run_experiment(
     return summary
 
 
-def load_finished_jobs(run_dir: str | Path) -> list[tuple[JobSpec, BacktestResult]]:
-    """Every finished job of a run directory with its result, ordered by job id."""
-    jobs_dir = Path(run_dir) / JOBS_DIR
-    if not jobs_dir.is_dir():
-        raise UserError(f"{run_dir}: not an experiment run directory (no {JOBS_DIR}/ folder)")
-    finished = []
-    for job_dir in sorted(jobs_dir.iterdir()):
-        if (job_dir / DONE_FILE).exists():
-            spec = JobSpec.from_dict(json.loads((job_dir / JOB_FILE).read_text()))
-            finished.append((spec, BacktestResult.load(job_dir)))
-    return finished
-
-
 def run_job_group(
     run_dir: str | Path, jobs: list[JobSpec], imports: list[str] = ()
 ) -> list[tuple[str, str | None]]:
@@ -185,10 +166,9 @@ def run_job_group(
         if not any(work_dir.iterdir()):
             work_dir.rmdir()
     except Exception as exc:
-        return [(job.job_id, _record_failure(run_dir, job, exc)) for job in jobs]
+        return [(job.job_id, record_failure(run_dir, job.job_id, exc)) for job in jobs]
     outcomes = []
     for job in jobs:
-        job_dir = run_dir / JOBS_DIR / job.job_id
         try:
             started = time.perf_counter()
             window = job.window
@@ -200,18 +180,16 @@ def run_job_group(
                 cost_bps=job.effective_cost_bps,
                 **job.backtest,
             )
-            result.save(job_dir)
+            result.save(job_dir(run_dir, job.job_id))
             facts = {
                 "build_seconds": build_seconds,  # building (training) the policy, shared by the group
                 "backtest_seconds": round(time.perf_counter() - started, 3),
                 "cleaning": {"kept": list(cleaning.kept), "dropped": cleaning.dropped},
             }
-            text = json.dumps({**job.to_dict(), **facts}, indent=2, default=str)
-            _write_atomic(job_dir / JOB_FILE, text)
-            _write_atomic(job_dir / DONE_FILE, "done\n")  # last: from now on the job counts as finished
+            write_finished_job(run_dir, job.job_id, {**job.to_dict(), **facts})
             outcomes.append((job.job_id, None))
         except Exception as exc:
-            outcomes.append((job.job_id, _record_failure(run_dir, job, exc)))
+            outcomes.append((job.job_id, record_failure(run_dir, job.job_id, exc)))
     return outcomes
 
 
@@ -244,7 +222,7 @@ def _run_locally(
             try:
                 outcomes = future.result()
             except Exception as exc:  # the worker process died (killed, out of memory)
-                outcomes = [(job.job_id, _record_failure(run_dir, job, exc)) for job in futures[future]]
+                outcomes = [(job.job_id, record_failure(run_dir, job.job_id, exc)) for job in futures[future]]
             record(outcomes)
     finally:  # on Ctrl-C: drop the queued jobs instead of running them all first
         pool.shutdown(wait=True, cancel_futures=True)
@@ -268,7 +246,7 @@ def _run_on_ray(
                 try:
                     outcomes = ray.get(ref)
                 except Exception as exc:  # the task's worker died
-                    outcomes = [(job.job_id, _record_failure(run_dir, job, exc)) for job in batch]
+                    outcomes = [(job.job_id, record_failure(run_dir, job.job_id, exc)) for job in batch]
                 record(outcomes)
     finally:
         for ref in pending:  # left only when interrupted
@@ -323,43 +301,6 @@ def _file_stamp(dataset: str):
         return None
     stat = path.stat()
     return stat.st_mtime_ns, stat.st_size
-
-
-def _record_failure(run_dir: Path, job: JobSpec, exc: BaseException) -> str:
-    """Write the job's error.txt (one line, then the traceback); returns the line."""
-    line = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
-    job_dir = Path(run_dir) / JOBS_DIR / job.job_id
-    job_dir.mkdir(parents=True, exist_ok=True)
-    trace = "".join(traceback.format_exception(exc))
-    _write_atomic(job_dir / ERROR_FILE, f"{line}\n\n{trace}")
-    return line
-
-
-def _claim_run_dir(run_dir: Path, resolved: dict[str, Any]) -> None:
-    """Write experiment.yaml, or check that the run directory holds this same experiment."""
-    path = run_dir / EXPERIMENT_FILE
-    if path.exists():
-        previous = yaml.safe_load(path.read_text()) or {}
-        if previous != resolved:
-            differing = [k for k in resolved if previous.get(k) != resolved[k]] or ["fields"]
-            raise UserError(
-                f"{run_dir} holds a different experiment (it differs in {', '.join(differing)}); use a new "
-                f"run directory, or delete {run_dir} to start over"
-            )
-        return
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise UserError(
-            f"{run_dir} exists and is not an experiment run directory; choose a new run directory"
-        )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    _write_atomic(path, yaml.safe_dump(resolved, sort_keys=False))
-
-
-def _write_atomic(target: Path, text: str) -> None:
-    """Write to a temporary file beside `target`, then rename: readers never see half a file."""
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, target)
 
 
 __all__ = [

@@ -1,44 +1,50 @@
-"""Learning agents: one readable file per algorithm on a shared off-policy training loop.
+"""Learning agents: layers like Stable-Baselines3, one readable file per algorithm like CleanRL.
 
-- `base`: `Agent` (fit / finetune / policy / save / load), `AgentConfig`, `AgentData`, `TrainSummary`,
-  `AgentPolicy` (a trained agent as a backtest `Policy`).
-- `training`: `ReplayBuffer` and `train_off_policy` (batched rollouts on the fixed market path,
-  evaluation callback, checkpoints and exact resume, CSV/TensorBoard logs, progress bar).
-- `networks`: MLP actors and critics; `sac` (FinRL-SAC), `ddpg` (FinRL-DDPG).
-- `registry`: `AGENTS`, budgets (quick / cpu / paper), `train_agent`, `evaluate_run`, and the agents
-  as runner methods ("sac", "ddpg").
+- `base`: the minimal contract — `Agent` (learn / fit / finetune / policy / save / load),
+  `AgentConfig`, `AgentData`, `TrainSummary`, `AgentPolicy` (a trained agent as a backtest `Policy`);
+- `harness`: the one training harness every loop runs in (progress, logs, evaluation callback,
+  atomic checkpoints of any state, run identity, exact resume);
+- `off_policy`: `OffPolicyAgent` / `OffPolicyConfig` and the off-policy loop; `replay`: `Batch`,
+  `ReplayBuffer`; `networks`: MLP actors and critics;
+- algorithms: `sac`, `ddpg`, `cql`, `iql`, `stockformer`, `sarl`, `metatrader` (+ `metatrader_training`,
+  `subsets`);
+- `registry`: agents by name and their configs by budget (imports no agent until asked).
+
+Training runs and agents as runner methods are in `trustfolio.agent_runs`; how to add an agent is
+in docs/architecture.md. Names below are imported on first use, so ``import trustfolio.agents.registry``
+stays light.
 """
 
-from trustfolio.agents.base import Agent, AgentConfig, AgentData, AgentPolicy, TrainSummary
-from trustfolio.agents.ddpg import DDPGAgent, DDPGConfig
-from trustfolio.agents.registry import (
-    AGENTS,
-    BUDGETS,
-    evaluate_run,
-    register_agent,
-    resolve_config,
-    train_agent,
-)
-from trustfolio.agents.sac import SACAgent, SACConfig
-from trustfolio.agents.training import Batch, ReplayBuffer, train_off_policy
+from __future__ import annotations
 
-__all__ = [
-    "AGENTS",
-    "BUDGETS",
-    "Agent",
-    "AgentConfig",
-    "AgentData",
-    "AgentPolicy",
-    "Batch",
-    "DDPGAgent",
-    "DDPGConfig",
-    "ReplayBuffer",
-    "SACAgent",
-    "SACConfig",
-    "TrainSummary",
-    "evaluate_run",
-    "register_agent",
-    "resolve_config",
-    "train_agent",
-    "train_off_policy",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "Agent": "base",
+    "AgentConfig": "base",
+    "AgentData": "base",
+    "AgentPolicy": "base",
+    "TrainSummary": "base",
+    "OffPolicyAgent": "off_policy",
+    "OffPolicyConfig": "off_policy",
+    "Batch": "replay",
+    "ReplayBuffer": "replay",
+    "TrainingRun": "harness",
+    "SACAgent": "sac",
+    "SACConfig": "sac",
+    "DDPGAgent": "ddpg",
+    "DDPGConfig": "ddpg",
+    "AGENTS": "registry",
+    "register_agent": "registry",
+    "resolve_config": "registry",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'trustfolio.agents' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"trustfolio.agents.{_EXPORTS[name]}"), name)
+
+
+__all__ = sorted(_EXPORTS)

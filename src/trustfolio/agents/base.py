@@ -1,21 +1,20 @@
-"""The common agent API: `AgentConfig`, `AgentData`, `Agent`, `TrainSummary` and the `AgentPolicy` adapter.
+"""The minimal agent contract: `AgentConfig`, `AgentData`, `Agent`, `TrainSummary`, `AgentPolicy`.
 
-An agent trades share orders ``a ∈ [-1, 1]^N`` (times ``hmax`` shares, the simulator's ``"shares"``
-mode) from one flat **observation** per portfolio and day:
+Every learner is an `Agent`: a config dataclass (with its ``quick``/``cpu``/``paper`` budgets as the
+class attribute `budgets`), `market_states` (the action-free states it reads, fitted on the training
+window only), ``learn(data, phase=..., steps=..., out_dir=..., resume=...)`` (`fit` and `finetune`
+are its two phases), `policy` (a backtest `Policy`), `save` / `load`. Layers add the machinery of a
+family of learners: `trustfolio.agents.off_policy.OffPolicyAgent` (replay buffer, ``build`` / ``act``
+/ ``update(batch)``, the off-policy loop); a population or a two-level agent is an `Agent` with its
+own `learn`, run inside the one training harness (`trustfolio.agents.harness`).
 
-    obs_t = [ h[t] flattened (N·D) ‖ cash_t / initial_cash ‖ w_t (N) ]
-
-where ``h[t]`` is the action-free market state of day ``t`` (`MarketStates`, e.g. the normalized
-OHLCV + indicators of `FeatureSet.market_states()`), and ``w_t = holdings · close[t] / value`` are
-the portfolio weights. The N + 1 balance features are the balance state ``z_t`` of the paper
-(cash and holdings), made scale-free. Training runs in `trustfolio.agents.training`; an algorithm
-(one file each: `sac.py`, `ddpg.py`, …) only says how to build its networks, how to act and how to
-update from a replay batch.
+Agents trade from one flat observation per portfolio and day (`trustfolio.market.observation`):
+``[h[t] flattened ‖ cash / initial_cash ‖ weights]``. An agent with a critic exposes
+``critic_value(obs, action)`` (what diagnostics such as the value-overestimation check read).
 """
 
 from __future__ import annotations
 
-import os
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -23,64 +22,53 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from torch import nn
 
+from trustfolio.agents.harness import (
+    CHECKPOINT_FORMAT,
+    capture,
+    is_learned,
+    load_checkpoint,
+    restore,
+    save_atomic,
+)
 from trustfolio.data.features import MarketStates, build_features
 from trustfolio.data.panel import Panel
 from trustfolio.errors import DataError, UserError
+from trustfolio.market.observation import balance_features, observation, observation_dim
 from trustfolio.market.simulator import SimulatorConfig
 
-CHECKPOINT_FORMAT = 1
+PHASES = ("fit", "finetune")
 
 
 # ---------------------------------------------------------------------------------------- config
 @dataclass(frozen=True)
 class AgentConfig:
-    """What every off-policy agent shares: network sizes, rollouts, replay, updates, monitoring.
+    """What every agent's config has: its training length and its monitoring schedule.
 
-    Steps are *environment steps*: one step moves all `num_envs` portfolios one day, giving
-    `num_envs` transitions, and is followed by `updates_per_step` gradient updates.
+    A *step* is the agent's unit of training (an environment step of all its portfolios for the
+    off-policy agents, a generation for a population, …); `fit` runs `steps`, `finetune` runs
+    `finetune_steps`. Subclasses add their fields and validate them in `__post_init__`.
     """
 
-    hidden_sizes: tuple[int, ...] = (256, 256)
-    gamma: float = 0.99
-    tau: float = 0.005  # Polyak factor of the target networks
-    num_envs: int = 16  # portfolios stepped together, each from its own random start day
-    episode_length: int = 60  # trading days per episode; every portfolio restarts after it
-    reward_scale: float = 100.0  # reward = daily return x this (100: percent)
-    buffer_size: int = 100_000  # transitions kept in the replay buffer
-    batch_size: int = 256
-    learning_starts: int = 100  # env steps of uniform random actions before the first update
-    updates_per_step: int = 1
-    steps: int = 10_000  # env steps of `fit`
-    finetune_steps: int = 0  # env steps of `finetune` (0: no finetuning)
+    steps: int = 10_000  # steps of `fit`
+    finetune_steps: int = 0  # steps of `finetune` (0: no finetuning)
     validation_days: int = 60  # last days of the training span: held out, for the evaluation callback
-    eval_every: int = 1_000  # env steps between evaluations on the validation days (0: never)
-    checkpoint_every: int = 1_000  # env steps between checkpoints
-    log_every: int = 100  # env steps between rows of progress.csv
+    eval_every: int = 1_000  # steps between evaluations on the validation days (0: never)
+    checkpoint_every: int = 1_000  # steps between checkpoints
+    log_every: int = 100  # steps between rows of progress.csv
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "hidden_sizes", tuple(int(h) for h in self.hidden_sizes))
-        if not self.hidden_sizes or min(self.hidden_sizes) < 1:
-            raise UserError(f"{type(self).__name__}: hidden_sizes must be positive, got {self.hidden_sizes}")
-        at_least_one = (
-            "num_envs",
-            "episode_length",
-            "buffer_size",
-            "batch_size",
-            "updates_per_step",
-            "checkpoint_every",
-            "log_every",
-        )
-        at_least_zero = ("learning_starts", "steps", "finetune_steps", "validation_days", "eval_every")
+        self.check_whole_numbers(at_least_one=("checkpoint_every", "log_every"),
+                                 at_least_zero=("steps", "finetune_steps", "validation_days", "eval_every"))  # fmt: skip
+
+    def check_whole_numbers(self, *, at_least_one: tuple[str, ...] = (), at_least_zero: tuple[str, ...] = ()) -> None:
+        """`UserError` naming the first of these fields that is not a whole number >= 1 (>= 0)."""
         for name in (*at_least_one, *at_least_zero):
             value, low = getattr(self, name), 1 if name in at_least_one else 0
             if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
                 raise UserError(
                     f"{type(self).__name__}: {name} must be a whole number >= {low}, got {value!r}"
                 )
-        if not 0.0 <= self.gamma < 1.0 or not 0.0 < self.tau <= 1.0 or not self.reward_scale > 0:
-            raise UserError(f"{type(self).__name__}: need 0 <= gamma < 1, 0 < tau <= 1 and reward_scale > 0")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], where: str = "config") -> AgentConfig:
@@ -147,16 +135,6 @@ class AgentData:
         return self.states.h.shape[2]
 
 
-def observation_dim(n_stocks: int, n_features: int) -> int:
-    """Length of an observation: market state (N·D), cash share (1), weights (N)."""
-    return n_stocks * n_features + 1 + n_stocks
-
-
-def balance_features(cash: torch.Tensor, weights: torch.Tensor, initial_cash: float) -> torch.Tensor:
-    """``[cash / initial_cash ‖ weights]`` as float32 ``[B, N + 1]`` (cash ``[B]``, weights ``[B, N]``)."""
-    return torch.cat([(cash / initial_cash).unsqueeze(-1), weights], dim=-1).float()
-
-
 @dataclass
 class TrainSummary:
     """What a `fit`/`finetune` call did. `last_eval` holds the last validation metrics (CR, SR, …)."""
@@ -174,17 +152,20 @@ class TrainSummary:
 
 # ---------------------------------------------------------------------------------------- agent
 class Agent(ABC):
-    """An off-policy learner. Subclasses set `name`, `config_class`, `log_keys` and implement
-    `build` (networks and optimizers as attributes), `act` and `update`.
+    """A learner. Subclasses set `name`, `config_class`, `budgets` (and `log_keys`, the keys of the
+    rows they log), and implement `build` (networks and optimizers as attributes), `act` and `learn`.
 
-    Everything learned is found by attribute: every `nn.Module`, `torch.optim.Optimizer` and tensor
-    attribute goes into checkpoints and `save` (so a subclass cannot forget one), together with the
-    agent's random generator and its update counter.
+    Everything learned is found by attribute: every `nn.Module`, `torch.optim.Optimizer`, tensor, and
+    list/tuple/dict of them goes into checkpoints and `save` (so a subclass cannot forget one),
+    together with the agent's random generator and its update counter.
     """
 
     name: ClassVar[str]
     config_class: ClassVar[type[AgentConfig]] = AgentConfig
-    log_keys: ClassVar[tuple[str, ...]] = ()  # keys of `update`'s result, logged to progress.csv
+    #: budget name (quick / cpu / paper) -> the config fields that differ from the class's defaults
+    budgets: ClassVar[dict[str, dict[str, Any]]] = {}
+    order_mode: ClassVar[str] = "shares"  # what `act` returns: "shares" orders or target "weights"
+    log_keys: ClassVar[tuple[str, ...]] = ()  # keys of the logged training rows (progress.csv)
     classes: ClassVar[dict[str, type[Agent]]] = {}  # agent name -> class (what `load` looks up)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -213,7 +194,7 @@ class Agent(ABC):
         self.device = torch.device(device)
         self.seed = int(seed)
         self.updates = 0  # gradient updates so far
-        self.trained_with: dict[str, Any] | None = None  # execution settings and tickers (set by fit)
+        self.trained_with: dict[str, Any] | None = None  # execution settings and tickers (set by learn)
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(self.seed)
         # Network initialization draws from torch's global generator: fork it so the caller's is untouched.
@@ -228,11 +209,24 @@ class Agent(ABC):
 
     @abstractmethod
     def act(self, obs: torch.Tensor, *, deterministic: bool) -> torch.Tensor:
-        """Share orders ``[B, N]`` in ``[-1, 1]`` for observations ``[B, obs_dim]`` (no gradient)."""
+        """Actions ``[B, N]`` (share orders in ``[-1, 1]`` or target weights, see `order_mode`) for
+        observations ``[B, obs_dim]``, without gradient."""
 
     @abstractmethod
-    def update(self, batch: Any) -> dict[str, torch.Tensor]:
-        """One gradient update from a replay `Batch`; returns detached scalars named in `log_keys`."""
+    def learn(
+        self,
+        data: AgentData,
+        *,
+        phase: str,
+        steps: int,
+        seed: int,
+        out_dir: Path,
+        resume: bool = True,
+        progress: bool = True,
+    ) -> TrainSummary:
+        """Train on ``data`` for `steps` steps of `phase` (``fit`` or ``finetune``) inside the
+        training harness, checkpointing into `out_dir`; with ``resume=True`` a checkpoint of the
+        same run is continued and the result equals an uninterrupted run."""
 
     @classmethod
     def market_states(
@@ -240,89 +234,65 @@ class Agent(ABC):
     ) -> MarketStates:
         """The market states this agent reads, for the whole `panel`, fitted on the training window
         only. Default: FinRL-style raw features (normalized OHLCV + the 8 indicators; `options`
-        such as ``progress`` are for encoder-based states); agents on encoder states (StockFormer,
-        SARL) override this."""
+        such as ``progress`` are for encoder-based states); agents on encoder states override this."""
         return build_features(panel, train_start=train_start, train_end=train_end).market_states()
 
-    # ------------------------------------------------------------------ training
-    def fit(
-        self,
-        data: AgentData,
-        *,
-        steps: int | None = None,
-        seed: int | None = None,
-        out_dir: str | Path,
-        resume: bool = True,
-        progress: bool = True,
-    ) -> TrainSummary:
-        """Train on ``data`` for `steps` env steps (default `config.steps`), checkpointing into `out_dir`.
-
-        With ``resume=True`` a checkpoint in `out_dir` from an interrupted call with the same
-        settings is continued, and the result is the same as an uninterrupted run.
-        """
-        from trustfolio.agents.training import train_off_policy
-
+    # ------------------------------------------------------------------ training: the two phases
+    def fit(self, data: AgentData, *, steps: int | None = None, seed: int | None = None, out_dir: str | Path,
+            resume: bool = True, progress: bool = True) -> TrainSummary:  # fmt: skip
+        """Train on ``data`` for `steps` (default `config.steps`); see `learn`."""
         steps = self.config.steps if steps is None else steps
-        return train_off_policy(
-            self,
-            data,
-            steps=steps,
-            seed=self.seed if seed is None else seed,
-            out_dir=Path(out_dir),
-            resume=resume,
-            progress=progress,
-            phase="fit",
-        )
+        return self._learn_phase("fit", data, steps, seed, out_dir, resume, progress)
 
-    def finetune(
-        self,
-        data: AgentData,
-        *,
-        steps: int | None = None,
-        seed: int | None = None,
-        out_dir: str | Path,
-        resume: bool = True,
-        progress: bool = True,
-    ) -> TrainSummary:
-        """Continue training on ``data`` (e.g. the last year before the test) with a fresh replay
-        buffer, for `steps` env steps (default `config.finetune_steps`)."""
-        from trustfolio.agents.training import train_off_policy
-
+    def finetune(self, data: AgentData, *, steps: int | None = None, seed: int | None = None,
+                 out_dir: str | Path, resume: bool = True, progress: bool = True) -> TrainSummary:  # fmt: skip
+        """Continue training on ``data`` (e.g. the last year before the test) for `steps` (default
+        `config.finetune_steps`); see `learn`."""
         steps = self.config.finetune_steps if steps is None else steps
-        return train_off_policy(
-            self,
-            data,
-            steps=steps,
-            seed=self.seed if seed is None else seed,
-            out_dir=Path(out_dir),
-            resume=resume,
-            progress=progress,
-            phase="finetune",
-        )
+        return self._learn_phase("finetune", data, steps, seed, out_dir, resume, progress)
+
+    def _learn_phase(self, phase, data, steps, seed, out_dir, resume, progress) -> TrainSummary:
+        if isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 0:
+            raise UserError(f"{self.name} {phase}: steps must be a whole number >= 0, got {steps!r}")
+        if (data.n_stocks, data.n_features) != (self.n_stocks, self.n_features):
+            raise UserError(
+                f"{self.name}: built for {self.n_stocks} stocks x {self.n_features} features, "
+                f"the data have {data.n_stocks} x {data.n_features}"
+            )
+        seed = self.seed if seed is None else seed
+        return self.learn(data, phase=phase, steps=int(steps), seed=seed, out_dir=Path(out_dir), resume=resume,
+                          progress=progress)  # fmt: skip
 
     def policy(self, states: MarketStates, name: str | None = None) -> AgentPolicy:
         """A backtest `Policy` that trades this agent's deterministic action on `states`."""
         return AgentPolicy(self, states, name or self.name)
 
+    def execution_facts(self, data: AgentData) -> dict[str, Any]:
+        """What a trained agent must be backtested with (stored as `trained_with`)."""
+        return {
+            "initial_cash": data.sim.initial_cash,
+            "hmax": data.sim.hmax,
+            "cost_bps": data.sim.cost_bps,
+            "fill": data.sim.fill,
+            "tickers": list(data.panel.tickers),
+            "columns": list(data.states.columns),
+            "panel": data.panel.name,
+        }
+
     # ------------------------------------------------------------------ state
-    def learner_state(self) -> dict[str, Any]:
-        """Networks, optimizers and tensors (by attribute name), the generator state, the update count."""
+    def state_dict(self) -> dict[str, Any]:
+        """Everything learned (by attribute name), the generator state and the update count."""
         state: dict[str, Any] = {"updates": self.updates, "generator": self.generator.get_state()}
         for attribute, value in vars(self).items():
-            if isinstance(value, nn.Module | torch.optim.Optimizer):
-                state[attribute] = value.state_dict()
-            elif isinstance(value, torch.Tensor):
-                state[attribute] = value.detach().clone()
+            if is_learned(value):
+                state[attribute] = capture(value)
         return state
 
-    def load_learner_state(self, state: dict[str, Any]) -> None:
-        """Inverse of `learner_state` (exact: a restored agent continues bit for bit)."""
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Inverse of `state_dict` (exact: a restored agent continues bit for bit)."""
         for attribute, value in vars(self).items():
-            if isinstance(value, nn.Module | torch.optim.Optimizer):
-                value.load_state_dict(state[attribute])
-            elif isinstance(value, torch.Tensor):
-                with torch.no_grad():
-                    value.copy_(state[attribute])
+            if is_learned(value):
+                restore(value, state[attribute])
         self.updates = int(state["updates"])
         self.generator.set_state(state["generator"].cpu())
 
@@ -336,7 +306,7 @@ class Agent(ABC):
             "n_features": self.n_features,
             "seed": self.seed,
             "trained_with": self.trained_with,
-            "learner": self.learner_state(),
+            "learner": self.state_dict(),
         }
         save_atomic(payload, Path(path))
 
@@ -351,35 +321,14 @@ class Agent(ABC):
         agent = agent_class(
             payload["n_stocks"], payload["n_features"], config, seed=payload["seed"], device=device
         )
-        agent.load_learner_state(payload["learner"])
+        agent.load_state_dict(payload["learner"])
         agent.trained_with = payload["trained_with"]
         return agent
 
 
-def save_atomic(payload: dict[str, Any], path: Path) -> None:
-    """`torch.save` to a temporary file beside `path`, then rename: a kill never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> dict[str, Any]:
-    """``torch.load(path, weights_only=True)`` with a `UserError` for a missing or foreign file."""
-    if not path.is_file():
-        raise UserError(f"{path}: no such checkpoint file")
-    try:
-        payload = torch.load(path, map_location=device, weights_only=True)
-    except Exception as exc:  # unpickling errors come in many types
-        raise UserError(f"{path}: not a trustfolio checkpoint ({type(exc).__name__}: {exc})") from None
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise UserError(f"{path}: not a trustfolio checkpoint of format {CHECKPOINT_FORMAT}")
-    return payload
-
-
 # ---------------------------------------------------------------------------------------- policy
 class AgentPolicy:
-    """A trained agent as a backtest `Policy` (``"shares"`` orders, deterministic action).
+    """A trained agent as a backtest `Policy` (the agent's `order_mode`, deterministic action).
 
     `act` reads ``h[obs.t]`` from `states`, which must be aligned with the backtest's panel (same
     dates; checked on every call) and hold the stocks the agent was trained on. The backtest must
@@ -388,9 +337,8 @@ class AgentPolicy:
     callers can pass them to `backtest`).
     """
 
-    order_mode = "shares"
-
     def __init__(self, agent: Agent, states: MarketStates, name: str) -> None:
+        self.order_mode = agent.order_mode
         T, N, D = states.h.shape
         if (N, D) != (agent.n_stocks, agent.n_features):
             raise DataError(
@@ -423,21 +371,13 @@ class AgentPolicy:
                     f"{obs.value:g}; backtest with initial_cash={self.initial_cash:g} (in an experiment, "
                     "give the method the same initial_cash as the experiment's backtest options)"
                 )
-        balance = np.concatenate([[obs.cash / self.initial_cash], obs.weights]).astype(np.float32)
-        x = torch.cat([self.market[obs.t], torch.from_numpy(balance).to(self.agent.device)]).unsqueeze(0)
+        cash = torch.tensor([obs.cash], dtype=torch.float64)
+        weights = torch.as_tensor(obs.weights, dtype=torch.float64).unsqueeze(0)
+        balance = balance_features(cash, weights, self.initial_cash)
+        x = observation(self.market[obs.t].unsqueeze(0), balance.to(self.agent.device))
         with torch.inference_mode():
             action = self.agent.act(x, deterministic=True)[0]
         return action.cpu().numpy().astype(np.float64)
 
 
-__all__ = [
-    "Agent",
-    "AgentConfig",
-    "AgentData",
-    "AgentPolicy",
-    "TrainSummary",
-    "balance_features",
-    "load_checkpoint",
-    "observation_dim",
-    "save_atomic",
-]
+__all__ = ["PHASES", "Agent", "AgentConfig", "AgentData", "AgentPolicy", "TrainSummary"]

@@ -25,7 +25,7 @@ penalty keeps Q highest on the buffer's own (selling) actions; with α_cql = 0 t
 
 **Partial-offline reading.** The paper compares against "CQL and IQL with MetaTrader's networks,
 trained in the same partial-offline loop". Here that means: the offline-RL *losses* are used in the
-shared loop of `trustfolio.agents.training` — transitions come from rolling the current policy on the
+shared loop of `trustfolio.agents.off_policy` — transitions come from rolling the current policy on the
 fixed historical market path into the replay buffer, exactly as for SAC — not on a frozen dataset
 of logged trades (none exists for this market). The authors' behaviour-cloning warm-up
 (``policy_eval_start``) is therefore not used: there is no behaviour policy to clone.
@@ -41,13 +41,13 @@ from dataclasses import dataclass
 import torch
 
 from trustfolio.agents.networks import QNetwork, SquashedGaussianActor
+from trustfolio.agents.off_policy import with_paper_settings
+from trustfolio.agents.replay import Batch
 from trustfolio.agents.sac import (
     SACAgent,
     SACConfig,
     critic_loss,
-    soft_q_target,
 )
-from trustfolio.agents.training import Batch
 from trustfolio.errors import UserError
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -120,11 +120,16 @@ def q_of_many_actions(q: QNetwork, obs: torch.Tensor, actions: torch.Tensor) -> 
 
 
 # ---------------------------------------------------------------------------------------- agent
+#: The paper's budget takes the CQL authors' learning rates (batch: the default 256).
+PAPER_CQL = dict(actor_lr=1e-4, critic_lr=3e-4, alpha_lr=1e-4)
+
+
 class CQLAgent(SACAgent):
     """CQL(H): SAC's networks, acting and actor/temperature updates; a conservative critic loss."""
 
     name = "cql"
     config_class = CQLConfig
+    budgets = with_paper_settings(PAPER_CQL)
     log_keys = (*SACAgent.log_keys, "cql_penalty")
 
     def critic_step(self, batch: Batch, alpha: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -133,16 +138,8 @@ class CQLAgent(SACAgent):
         c = self.config
         obs, count = batch.obs, c.cql_num_actions
 
+        target = self.soft_target(batch, alpha if c.backup_entropy else 0.0)
         with torch.no_grad():
-            next_action, next_log_prob = self.actor.sample(batch.next_obs, self.generator)
-            target = soft_q_target(
-                batch.reward,
-                self.q1_target(batch.next_obs, next_action),
-                self.q2_target(batch.next_obs, next_action),
-                next_log_prob,
-                alpha if c.backup_entropy else 0.0,
-                c.gamma,
-            )
             # The actions the penalty pushes down, all scored at s: uniform, the policy's at s and at s'.
             uniform = torch.rand(
                 (obs.shape[0], count, self.action_dim), generator=self.generator, device=self.device

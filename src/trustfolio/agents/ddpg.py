@@ -16,15 +16,15 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from trustfolio.agents.base import Agent, AgentConfig
 from trustfolio.agents.networks import DeterministicActor, QNetwork, adam, frozen, frozen_copy, polyak_update
-from trustfolio.agents.training import Batch
+from trustfolio.agents.off_policy import OffPolicyAgent, OffPolicyConfig, with_paper_settings
+from trustfolio.agents.replay import Batch
 from trustfolio.errors import UserError
 
 
 @dataclass(frozen=True)
-class DDPGConfig(AgentConfig):
-    """DDPG's learning rates and exploration noise on top of the shared `AgentConfig`."""
+class DDPGConfig(OffPolicyConfig):
+    """DDPG's learning rates and exploration noise on top of the shared `OffPolicyConfig`."""
 
     actor_lr: float = 1e-4  # the DDPG paper's rates (FinRL's 1e-3 for both is the `paper` budget)
     critic_lr: float = 1e-3
@@ -52,11 +52,16 @@ def actor_loss(q_pi) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------------- agent
-class DDPGAgent(Agent):
+#: The paper's budget takes FinRL's DDPG_PARAMS.
+PAPER_DDPG = dict(batch_size=128, buffer_size=50_000, actor_lr=1e-3, critic_lr=1e-3)
+
+
+class DDPGAgent(OffPolicyAgent):
     """DDPG on flat observations (market state ‖ balance), share orders in ``[-1, 1]^N``."""
 
     name = "ddpg"
     config_class = DDPGConfig
+    budgets = with_paper_settings(PAPER_DDPG)
     log_keys = ("critic_loss", "actor_loss", "q_mean")
 
     def build(self) -> None:
@@ -74,6 +79,11 @@ class DDPGAgent(Agent):
                 return action
             noise = torch.randn(action.shape, generator=self.generator, device=action.device)
             return (action + self.config.exploration_noise * noise).clamp(-1.0, 1.0)
+
+    @torch.no_grad()
+    def critic_value(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """``[B]``: the critic's value of `action` in `obs`."""
+        return self.q(obs, action)
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         c = self.config

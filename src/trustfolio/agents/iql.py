@@ -24,7 +24,7 @@ same hidden sizes — 256 units in the `cpu`/`paper` budgets, MetaTrader's sizes
 
 **Partial-offline reading.** The paper compares against "CQL and IQL with MetaTrader's networks,
 trained in the same partial-offline loop". Here that means: the offline-RL *losses* are used in the
-shared loop of `trustfolio.agents.training` — transitions come from rolling the current policy
+shared loop of `trustfolio.agents.off_policy` — transitions come from rolling the current policy
 (sampling from its Gaussian, which is all the exploration IQL gets) on the fixed historical market
 path into the replay buffer, exactly as for SAC — not on a frozen dataset of logged trades (none
 exists for this market). The authors' cosine learning-rate decay of the actor and dropout are not
@@ -41,9 +41,16 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from trustfolio.agents.base import Agent, AgentConfig
-from trustfolio.agents.networks import QNetwork, SquashedGaussianActor, adam, frozen_copy, mlp, polyak_update
-from trustfolio.agents.training import Batch
+from trustfolio.agents.networks import (
+    SquashedGaussianActor,
+    adam,
+    mlp,
+    polyak_update,
+    twin_critics,
+    twin_minimum,
+)
+from trustfolio.agents.off_policy import OFF_POLICY_BUDGETS, OffPolicyAgent, OffPolicyConfig
+from trustfolio.agents.replay import Batch
 from trustfolio.errors import UserError
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -54,8 +61,8 @@ _ACTION_BOUND = 1.0 - 1e-6
 
 
 @dataclass(frozen=True)
-class IQLConfig(AgentConfig):
-    """IQL's learning rates, expectile and inverse temperature on top of the shared `AgentConfig`
+class IQLConfig(OffPolicyConfig):
+    """IQL's learning rates, expectile and inverse temperature on top of the shared `OffPolicyConfig`
     (defaults: the authors' MuJoCo settings)."""
 
     actor_lr: float = 3e-4
@@ -111,29 +118,31 @@ def squashed_gaussian_log_prob(mean, log_std, action) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------------- agent
-class IQLAgent(Agent):
+class IQLAgent(OffPolicyAgent):
     """IQL on flat observations (market state ‖ balance), share orders in ``[-1, 1]^N``."""
 
     name = "iql"
     config_class = IQLConfig
+    budgets = OFF_POLICY_BUDGETS  # the paper budget keeps IQL's defaults, the authors' rates
     log_keys = ("critic_loss", "value_loss", "actor_loss", "q_mean", "advantage_mean", "weight_mean")
 
     def build(self) -> None:
         c, device = self.config, self.device
         self.actor = SquashedGaussianActor(self.obs_dim, self.action_dim, c.hidden_sizes).to(device)
-        self.q1 = QNetwork(self.obs_dim, self.action_dim, c.hidden_sizes).to(device)
-        self.q2 = QNetwork(self.obs_dim, self.action_dim, c.hidden_sizes).to(device)
-        self.q1_target, self.q2_target = frozen_copy(self.q1), frozen_copy(self.q2)
+        self.q1, self.q2, self.q1_target, self.q2_target = twin_critics(
+            self.obs_dim, self.action_dim, c.hidden_sizes, device
+        )
         self.value = mlp(self.obs_dim, c.hidden_sizes, 1).to(device)
         self.actor_optimizer = adam(self.actor.parameters(), lr=c.actor_lr)
         self.critic_optimizer = adam([*self.q1.parameters(), *self.q2.parameters()], lr=c.critic_lr)
         self.value_optimizer = adam(self.value.parameters(), lr=c.value_lr)
 
     def act(self, obs: torch.Tensor, *, deterministic: bool) -> torch.Tensor:
-        with torch.no_grad():
-            return (
-                self.actor.deterministic(obs) if deterministic else self.actor.sample(obs, self.generator)[0]
-            )
+        return self.actor.act(obs, self.generator, deterministic=deterministic)
+
+    def critic_value(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """``[B]``: the twin critics' value of `action` in `obs`, reduced as the TD target does (min)."""
+        return twin_minimum(self.q1, self.q2, obs, action)
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         c = self.config

@@ -1,10 +1,10 @@
 """MetaTrader (paper §3, Algorithms 1-2, eq. 2-5): bilevel SAC on transformed market data with a
 worst-case TD target.
 
-Reads top to bottom: the config; the critic ensemble; the losses as small pure functions (eq. 2-5);
-the bilevel ("meta") losses, differentiated through the inner step with `torch.func`; the agent
-(acting, one update). The training loops (subsets, per-subset replay, checkpoints) are in
-`trustfolio.agents.metatrader_training`.
+Reads top to bottom: the config and budgets; the critic ensemble; the losses as small pure functions
+(eq. 2-5); the agent (acting, one update). The bilevel ("meta") losses, differentiated through the
+inner step with `torch.func`, are in `trustfolio.agents.metatrader_meta`; the training loops (subsets,
+per-subset replay) in `trustfolio.agents.metatrader_training`.
 
 **Algorithm 1 (OOD policy learning).** Sample K subsets ``D^(i)`` and a batch ``B^(i)`` from each.
 Inner step per subset (plain gradient step): ``φ_k^(i) = φ_k − η1 ∇L_Q(B^(i); φ_k)`` with the
@@ -35,10 +35,17 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.func import functional_call, grad, stack_module_state, vmap
+from torch.func import functional_call, stack_module_state, vmap
 
-from trustfolio.agents.base import Agent, AgentConfig, AgentData, TrainSummary
+from trustfolio.agents.base import Agent, AgentData, TrainSummary
+from trustfolio.agents.metatrader_meta import (
+    actor_meta_loss,
+    adapted_critic_1,
+    critic_meta_loss,
+    first_member,
+)
 from trustfolio.agents.networks import QNetwork, SquashedGaussianActor, adam, squashed_gaussian
+from trustfolio.agents.off_policy import OffPolicyConfig
 from trustfolio.agents.sac import temperature_loss
 from trustfolio.agents.stockformer import encoder_config
 from trustfolio.agents.subsets import SubsetBatch
@@ -54,7 +61,7 @@ META_GRADIENTS = ("exact", "union")
 
 # ---------------------------------------------------------------------------------------- config
 @dataclass(frozen=True)
-class MetaTraderConfig(AgentConfig):
+class MetaTraderConfig(OffPolicyConfig):
     """Table 5 of the paper is the `paper` budget; the defaults here are the paper's where it says.
 
     Ablation switches (each a field): ``transforms`` (any subset of F1, F2, F3; ``[]`` = no
@@ -151,11 +158,6 @@ def q_ensemble(template: nn.Module, params: dict, obs: torch.Tensor, action: tor
     return vmap(lambda p: functional_call(template, p, (obs, action)))(params)
 
 
-def first_member(params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Critic 1's parameters out of the stacked ensemble (the actor follows critic 1, eq. 2)."""
-    return {name: value[0] for name, value in params.items()}
-
-
 # ---------------------------------------------------------------------------------------- losses
 def soft_td_target(reward, next_q, next_log_prob, lam, gamma: float, reduce: str) -> torch.Tensor:
     """Eq. 4: ``r + γ (reduce_k Q̄_k(s', a') − λ log π(a'|s'))``; `next_q` is ``[n_critics, ...]``."""
@@ -181,150 +183,38 @@ def actor_loss(actor, theta, q1_template, q1_params, obs, eps, lam) -> torch.Ten
     return (lam * log_prob - functional_call(q1_template, q1_params, (obs, action))).mean()
 
 
-def sgd_step(params: dict, grads: dict, lr: float) -> dict:
-    """The inner step: ``p − lr · g`` for every tensor (differentiable in ``p``)."""
-    return {name: params[name] - lr * grads[name] for name in params}
-
-
-# ---------------------------------------------------------------------------------------- meta losses
-# The inner step changes a network's first layer by a low-rank matrix: for a batch X (B rows) the
-# gradient of ``W`` in ``z = X Wᵀ + b`` is ``δᵀ X`` with ``δ = ∂L/∂z`` (B x H). So the adapted layer's
-# output on any rows x is ``x Wᵀ + b − lr (x Xᵀ + 1) δ``: the K adapted copies of the widest matrix
-# (88 stocks x D features in, 256 out) are never formed, only the Gram matrix of the rows (data,
-# computed once) and the small δ's. Exact, not an approximation (tested against finite differences
-# of the naive formula); the layers after the first are adapted densely (they are small).
-def critic_first_layer(p: dict, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-    return obs @ p["obs_layer.weight"].T + p["obs_layer.bias"] + action @ p["action_layer.weight"].T
-
-
-def after_first(p: dict, prefix: tuple[str, ...]) -> dict:
-    """The parameters after a network's first layer (those whose name starts with `prefix`)."""
-    return {name: value for name, value in p.items() if name.startswith(prefix)}
-
-
-def critic_inner_step(template, p: dict, obs, action, target, lr: float) -> tuple[torch.Tensor, dict]:
-    """One critic's inner step on one batch: ``(δ [B, H], adapted parameters after the first layer)``."""
-
-    def loss(first, rest):
-        return (functional_call(template, rest, (None, None), {"first": first}) - target).square().mean()
-
-    rest = after_first(p, ("rest.",))
-    delta, rest_grad = grad(loss, argnums=(0, 1))(critic_first_layer(p, obs, action), rest)
-    return delta, sgd_step(rest, rest_grad, lr)
-
-
-def adapted_q(template, p: dict, delta, rest, gram, obs, action, lr: float) -> torch.Tensor:
-    """Q-values on rows (obs, action) of the critic adapted by an inner step (`delta`, `rest`), where
-    ``gram = obs Xᵀ + action Aᵀ + 1`` against the inner batch (X, A)."""
-    first = critic_first_layer(p, obs, action) - lr * gram @ delta
-    return functional_call(template, rest, (None, None), {"first": first})
-
-
-def critic_meta_loss(phi, template, inner, outer, lr: float, pairs: str) -> torch.Tensor:
-    """``Σ_j Σ_i L_Q(outer_i; φ^(j))`` with ``φ^(j) = φ − lr ∇L_Q(inner_j; φ)`` (pairs ``all``), or
-    ``Σ_i L_Q(outer_i; φ^(i))`` (pairs ``same``, Algorithm 2), summed over the critics. `inner` and
-    `outer` are (obs, action, target), each ``[K, B, ...]``; differentiable in `phi` through the
-    inner step (exact second order)."""
-    X, A, Y = inner
-    x, a, y = outer
-    K, B = X.shape[:2]
-
-    def one_critic(p):
-        delta, rest = vmap(lambda *batch: critic_inner_step(template, p, *batch, lr))(X, A, Y)  # [K, ...]
-        if pairs == "same":  # batch i's inner step, evaluated on outer batch i
-            gram = x @ X.transpose(1, 2) + a @ A.transpose(1, 2) + 1.0  # [K, B, B]
-            q = vmap(lambda *args: adapted_q(template, p, *args, lr))(delta, rest, gram, x, a)
-            return (q - y).square().mean(-1).sum()
-        xu, au, yu = x.flatten(0, 1), a.flatten(0, 1), y.flatten(0, 1)  # the union of the outer batches
-        gram = (xu @ X.flatten(0, 1).T + au @ A.flatten(0, 1).T + 1.0).view(-1, K, B).transpose(0, 1)
-        q = vmap(lambda d, r, g: adapted_q(template, p, d, r, g, xu, au, lr))(delta, rest, gram)  # [K, K*B]
-        return (q - yu).square().sum() / B  # Σ_i mean over B_i = (1/B) Σ over the union
-
-    return vmap(one_critic)(phi).sum()
-
-
-def adapted_critic_1(phi, template, inner, lr: float) -> tuple[dict, torch.Tensor, dict]:
-    """Critic 1 after each of the K inner steps, as (its shared parameters, δ [K, B, H], adapted
-    parameters after the first layer [K, ...]): the actor's inner and outer losses read it."""
-    p = first_member(phi)
-    delta, rest = vmap(lambda *batch: critic_inner_step(template, p, *batch, lr))(*inner)
-    return p, delta, rest
-
-
-def actor_first_layer(theta: dict, obs: torch.Tensor) -> torch.Tensor:
-    return obs @ theta["trunk.0.weight"].T + theta["trunk.0.bias"]
-
-
-def actor_policy_loss(actor, q_template, critic_1_base, first, rest, obs, eps, q_delta, q_rest, q_gram_obs, q_action,
-                      lam, critic_lr: float) -> torch.Tensor:  # fmt: skip
-    """Eq. 2 on rows `obs` for the actor whose first layer outputs `first` (other parameters `rest`),
-    against critic 1 adapted by one inner step (`q_delta`, `q_rest`; `q_gram_obs` = obs · its inner
-    batch's obsᵀ, `q_action` = that batch's actions)."""
-    mean, log_std = functional_call(actor, rest, (None,), {"first": first})
-    action, log_prob = squashed_gaussian(mean, log_std, eps)
-    q_gram = q_gram_obs + action @ q_action.T + 1.0
-    q = adapted_q(q_template, critic_1_base, q_delta, q_rest, q_gram, obs, action, critic_lr)
-    return (lam * log_prob - q).mean()
-
-
-def actor_inner_steps(
-    theta, actor, q_template, critic_1, critic_inner, inner, lam, lr: float, critic_lr: float
-):
-    """The K inner actor steps ``θ^(j) = θ − lr ∇L_π(inner_j; θ, φ_1^(j))`` as (δ [K, B, H], adapted
-    parameters after the first layer [K, ...]); `critic_1` = `adapted_critic_1(...)`, `critic_inner`
-    = its inner batches (obs, action), `inner` = (obs, noise) ``[K, B, ...]``."""
-    base, q_delta, q_rest = critic_1
-    rest = {name: value for name, value in theta.items() if not name.startswith("trunk.0.")}
-
-    def inner_step(obs, eps, q_d, q_r, q_obs, q_action):
-        def loss(first, rest):
-            return actor_policy_loss(actor, q_template, base, first, rest, obs, eps, q_d, q_r, obs @ q_obs.T,
-                                     q_action, lam, critic_lr)  # fmt: skip
-
-        delta, rest_grad = grad(loss, argnums=(0, 1))(actor_first_layer(theta, obs), rest)
-        return delta, sgd_step(rest, rest_grad, lr)
-
-    return vmap(inner_step)(*inner, q_delta, q_rest, *critic_inner)
-
-
-def actor_meta_loss(theta, actor, q_template, critic_1, critic_inner, inner, outer, lam, lr: float,
-                    critic_lr: float, pairs: str) -> torch.Tensor:  # fmt: skip
-    """``Σ_j Σ_i L_π(outer_i; θ^(j), φ_1^(j))`` with ``θ^(j)`` from `actor_inner_steps` (pairs
-    ``same``: i = j only). Critic 1's adapted copies are constants here: the outer actor gradient is
-    in θ only. `outer` = (obs, noise) ``[K, B, ...]``."""
-    base, q_delta, q_rest = critic_1
-    CX, CA = critic_inner
-    X = inner[0]
-    x, eps_out = outer
-    K, B = X.shape[:2]
-    delta, rest = actor_inner_steps(
-        theta, actor, q_template, critic_1, critic_inner, inner, lam, lr, critic_lr
-    )
-
-    def loss(first, rest, obs, eps, q_d, q_r, q_gram_obs, q_action):
-        return actor_policy_loss(actor, q_template, base, first, rest, obs, eps, q_d, q_r, q_gram_obs, q_action,
-                                 lam, critic_lr)  # fmt: skip
-
-    if pairs == "same":
-        gram = x @ X.transpose(1, 2) + 1.0  # [K, B, B]
-        first = vmap(lambda o: actor_first_layer(theta, o))(x) - lr * gram @ delta
-        return vmap(loss)(first, rest, x, eps_out, q_delta, q_rest, x @ CX.transpose(1, 2), CA).sum()
-    xu, eu = x.flatten(0, 1), eps_out.flatten(0, 1)  # the union of the outer batches
-    gram_obs = (xu @ X.flatten(0, 1).T).view(-1, K, B).transpose(0, 1)  # [K, M, B]
-    q_gram_obs = gram_obs if CX is X else (xu @ CX.flatten(0, 1).T).view(-1, K, B).transpose(0, 1)
-    first = actor_first_layer(theta, xu) - lr * (gram_obs + 1.0) @ delta  # [K, M, H]
-    per_j = vmap(lambda f, r, q_d, q_r, g, q_a: loss(f, r, xu, eu, q_d, q_r, g, q_a))(
-        first, rest, q_delta, q_rest, q_gram_obs, CA
-    )
-    return per_j.sum() * (xu.shape[0] / B)  # Σ_i mean over B_i = (K·B / B) x mean over the union
-
-
 # ---------------------------------------------------------------------------------------- agent
+#: `paper` is Table 5 (K = B = 32, M = 216, T = 64, hidden 256, 30k + 5k steps, the StockFormer
+#: release's encoder); `cpu` is the most faithful setting that trains one seed of the CSI offline
+#: protocol in <= 30 min on 2 cores (measured, BENCHMARKS.md); `quick` is for demos and CI.
+BUDGETS: dict[str, dict[str, Any]] = {
+    "quick": dict(
+        hidden_sizes=(64, 64), num_envs=8, steps=60, finetune_steps=20, batch_size=16,
+        subsets_per_step=4, slices=8, slice_length=24, finetune_slices=4, subset_buffer_size=64,
+        validation_days=60, eval_every=30, checkpoint_every=30, log_every=10,
+        encoder_budget="quick", encoder_kind="light", encoder={"out_dim": 4},
+    ),
+    "cpu": dict(
+        hidden_sizes=(256, 256), num_envs=16, steps=2_400, finetune_steps=500, batch_size=32,
+        subsets_per_step=8, slices=54, slice_length=64, finetune_slices=16, subset_buffer_size=256,
+        validation_days=120, eval_every=250, checkpoint_every=250, log_every=50,
+        encoder_budget="cpu", encoder_kind="light", encoder={"out_dim": 8},
+    ),
+    "paper": dict(
+        hidden_sizes=(256, 256), num_envs=32, steps=30_000, finetune_steps=5_000, batch_size=32,
+        subsets_per_step=32, slices=216, slice_length=64, finetune_slices=32, subset_buffer_size=256,
+        validation_days=120, eval_every=2_000, checkpoint_every=500, log_every=100,
+        encoder_budget="paper", encoder_kind="stockformer",
+    ),
+}  # fmt: skip
+
+
 class MetaTraderAgent(Agent):
     """MetaTrader on the frozen encoder's market states; share orders in ``[-1, 1]^N``."""
 
     name = "metatrader"
     config_class = MetaTraderConfig
+    budgets = BUDGETS
     log_keys = ("critic_loss", "actor_loss", "alpha", "q_mean", "entropy", "target_gap")
 
     def build(self) -> None:
@@ -348,10 +238,14 @@ class MetaTraderAgent(Agent):
                              **options)  # fmt: skip
 
     def act(self, obs: torch.Tensor, *, deterministic: bool) -> torch.Tensor:
-        with torch.no_grad():
-            return (
-                self.actor.deterministic(obs) if deterministic else self.actor.sample(obs, self.generator)[0]
-            )
+        return self.actor.act(obs, self.generator, deterministic=deterministic)
+
+    @torch.no_grad()
+    def critic_value(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """``[B]``: the ensemble's value of `action` in `obs`, reduced as its TD target reduces it
+        (``config.critic_reduce``: min or mean)."""
+        values = self.critics(obs, action)  # [n_critics, B]
+        return values.min(0).values if self.config.critic_reduce == "min" else values.mean(0)
 
     # ------------------------------------------------------------------ targets (no gradient)
     @torch.no_grad()
@@ -448,24 +342,17 @@ class MetaTraderAgent(Agent):
         return torch.randn(like.shape, generator=self.generator, device=self.device)
 
     # ------------------------------------------------------------------ training
-    def fit(self, data: AgentData, *, steps: int | None = None, seed: int | None = None,
-            out_dir: str | Path, resume: bool = True, progress: bool = True) -> TrainSummary:  # fmt: skip
-        """Algorithm 1 on ``data``'s span (its last `validation_days` held out for evaluation)."""
+    def learn(self, data: AgentData, *, phase: str, steps: int, seed: int, out_dir: Path, resume: bool = True,
+              progress: bool = True) -> TrainSummary:  # fmt: skip
+        """``fit``: Algorithm 1 on ``data``'s span (its last `validation_days` held out for evaluation;
+        the encoder is fitted on the span); ``finetune``: Algorithm 2 on ``data``'s span (e.g. the last
+        training year)."""
         from trustfolio.agents.metatrader_training import train_bilevel
 
-        self.encoder_window = (str(data.panel.dates[data.start]), str(data.panel.dates[data.end]))
-        return train_bilevel(self, data, phase="fit", steps=self.config.steps if steps is None else steps,
-                             seed=self.seed if seed is None else seed, out_dir=Path(out_dir), resume=resume,
+        if phase == "fit":
+            self.encoder_window = (str(data.panel.dates[data.start]), str(data.panel.dates[data.end]))
+        return train_bilevel(self, data, phase=phase, steps=steps, seed=seed, out_dir=out_dir, resume=resume,
                              progress=progress)  # fmt: skip
-
-    def finetune(self, data: AgentData, *, steps: int | None = None, seed: int | None = None,
-                 out_dir: str | Path, resume: bool = True, progress: bool = True) -> TrainSummary:  # fmt: skip
-        """Algorithm 2 on ``data``'s span (e.g. the last training year)."""
-        from trustfolio.agents.metatrader_training import train_bilevel
-
-        steps = self.config.finetune_steps if steps is None else steps
-        return train_bilevel(self, data, phase="finetune", steps=steps, seed=self.seed if seed is None else seed,
-                             out_dir=Path(out_dir), resume=resume, progress=progress)  # fmt: skip
 
 
 def _value_and_grad(loss_fn, params: dict) -> tuple[torch.Tensor, dict]:
@@ -484,15 +371,12 @@ def _apply(optimizer: torch.optim.Optimizer, params: dict, grads: dict) -> None:
 
 
 __all__ = [
+    "BUDGETS",
     "CriticEnsemble",
     "MetaTraderAgent",
     "MetaTraderConfig",
     "actor_loss",
-    "actor_inner_steps",
-    "actor_meta_loss",
-    "adapted_critic_1",
-    "critic_inner_step",
-    "critic_meta_loss",
+    "q_ensemble",
     "soft_td_target",
     "td_loss",
     "worst_case_target",

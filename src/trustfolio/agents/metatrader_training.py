@@ -10,37 +10,24 @@ buffer per subset, filled by rolling uniform random orders along every slice onc
 2. `updates_per_step` outer steps, each from K subsets drawn uniformly and B transitions from each
    (Algorithm 2 draws two batches, ``B_tr`` and ``B_ts``, from the same subset).
 
-Evaluation, logs and checkpoints work as in `trustfolio.agents.training` (same files, same exact
-resume: learner, buffers, rollouts, random states and step in ``checkpoint.pt``).
+Evaluation, logs, checkpoints and exact resume are the training harness's (`trustfolio.agents.harness`):
+the agent, the per-subset replay and the random generator are what a checkpoint captures.
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from trustfolio.agents.base import CHECKPOINT_FORMAT, AgentData, TrainSummary, save_atomic
+from trustfolio.agents.base import AgentData, TrainSummary
+from trustfolio.agents.harness import PHASE_IDS, TrainingRun
+from trustfolio.agents.off_policy import evaluate_agent, market_rows
 from trustfolio.agents.subsets import SubsetReplay, SubsetSpec, build_subsets
-from trustfolio.agents.training import (
-    CHECKPOINT_FILE,
-    _run_identity,
-    _to_board,
-    evaluate_agent,
-    execution_facts,
-    load_matching_checkpoint,
-    open_logs,
-    progress_bar,
-    random_states,
-    restore_random_states,
-)
 from trustfolio.data.features import build_features
 from trustfolio.encoders.market import pretrained_encoder
 from trustfolio.market.transforms import TransformParams
-
-_PHASE_IDS = {"fit": 0, "finetune": 1}
 
 
 def subset_spec(agent, data: AgentData, phase: str) -> SubsetSpec:
@@ -76,86 +63,43 @@ def prepare_subsets(agent, data: AgentData, phase: str, progress: bool):
 
 def train_bilevel(agent, data: AgentData, *, phase: str, steps: int, seed: int, out_dir: Path,
                   resume: bool = True, progress: bool = True) -> TrainSummary:  # fmt: skip
-    c, device = agent.config, agent.device
-    out_dir.mkdir(parents=True, exist_ok=True)
-    checkpoint_path = out_dir / CHECKPOINT_FILE
-    identity = _run_identity(agent, data, seed, phase)
-    market = torch.tensor(data.states.h.reshape(data.panel.T, -1), device=device)
+    c = agent.config
+    run = TrainingRun(agent, data, phase=phase, seed=seed, steps=steps, out_dir=out_dir, progress=progress)
+    market = market_rows(data, agent.device)
     subsets = prepare_subsets(agent, data, phase, progress)
     replay = SubsetReplay(subsets, c.subset_buffer_size, initial_cash=data.sim.initial_cash, hmax=data.sim.hmax,
                           cost_rate=data.sim.cost_rate, reward_scale=c.reward_scale)  # fmt: skip
-    rng = np.random.default_rng([seed, _PHASE_IDS[phase], 7])
+    rng = np.random.default_rng([seed, PHASE_IDS[phase], 7])
     validation_days = c.validation_days if phase == "fit" else 0
-    evaluating = c.eval_every > 0 and validation_days > 0
-    first_eval_day = data.end - validation_days
-
-    step, seconds_before, resumed_from, last_eval = 0, 0.0, None, {}
-    if resume and checkpoint_path.exists():
-        saved = load_matching_checkpoint(checkpoint_path, identity, device)
-        agent.load_learner_state(saved["agent"])
-        replay.load_state_dict(saved["replay"])
-        restore_random_states(rng, saved["rng"])
-        step, seconds_before, last_eval = saved["step"], saved["seconds"], saved["last_eval"]
-        resumed_from = step
-    else:
-        agent.generator.manual_seed(seed + _PHASE_IDS[phase])
+    if not run.resume({"agent": agent, "replay": replay, "rng": rng}, resume=resume):
+        agent.generator.manual_seed(seed + PHASE_IDS[phase])
         _fill_every_subset(agent, replay)
         replay.start(_draw(rng, subsets.count, c.num_envs))
     window = list(agent.encoder_window) if agent.encoder_window else None
-    agent.trained_with = {**execution_facts(data), "encoder_window": window}
-    progress_log, eval_log, board = open_logs(out_dir, agent.log_keys, resumed_from)
-    started, losses = time.perf_counter(), {}
-
-    def elapsed() -> float:
-        return seconds_before + time.perf_counter() - started
-
+    agent.trained_with = {**agent.execution_facts(data), "encoder_window": window}
+    validation = None
+    if validation_days > 0:
+        validation = lambda: evaluate_agent(agent, data, market, data.end - validation_days, data.end)  # noqa: E731
     K = min(c.subsets_per_step, subsets.count)
-    try:
-        with progress_bar(disabled=not progress) as bar:
-            task = bar.add_task(f"metatrader {phase}", total=steps, completed=step)
-            while step < steps:
-                step += 1
-                action = agent.act(replay.observation(), deterministic=False)
-                if replay.step(action):
-                    replay.start(_draw(rng, subsets.count, c.num_envs))
-                for _ in range(c.updates_per_step):
-                    chosen = torch.from_numpy(rng.choice(subsets.count, size=K, replace=False))
-                    batch = replay.sample(chosen, c.batch_size, rng)
-                    outer = replay.sample(chosen, c.batch_size, rng) if phase == "finetune" else None
-                    losses = agent.update(batch, outer, phase=phase)
-                    agent.updates += 1
-                if step % c.log_every == 0 or step == steps:
-                    row = {"step": step, "transitions": step * c.num_envs, "updates": agent.updates,
-                           "episode_return": replay.last_return, "seconds": round(elapsed(), 3),
-                           **{key: float(value) for key, value in losses.items()}}  # fmt: skip
-                    progress_log.write(row)
-                    _to_board(board, phase, row, step)
-                if evaluating and (step % c.eval_every == 0 or step == steps):
-                    last_eval = evaluate_agent(agent, data, market, first_eval_day, data.end)
-                    eval_log.write({"step": step, **last_eval})
-                    _to_board(board, "validation", last_eval, step)
-                    bar.update(task, description=f"metatrader {phase} (validation SR {last_eval['SR']:.2f})")
-                if step % c.checkpoint_every == 0 or step == steps:
-                    state = {
-                        "format": CHECKPOINT_FORMAT,
-                        "identity": identity,
-                        "step": step,
-                        "seconds": elapsed(),
-                        "last_eval": last_eval,
-                        "agent": agent.learner_state(),
-                        "replay": replay.state_dict(),
-                        "rng": random_states(rng),
-                    }
-                    save_atomic(state, checkpoint_path)
-                bar.update(task, completed=step)
-    finally:
-        progress_log.close()
-        eval_log.close()
-        if board is not None:
-            board.close()
-    return TrainSummary(agent=agent.name, phase=phase, steps=steps, transitions=steps * c.num_envs,
-                        updates=agent.updates, seconds=elapsed(), resumed_from=resumed_from,
-                        last_eval=dict(last_eval), out_dir=out_dir)  # fmt: skip
+    losses: dict[str, torch.Tensor] = {}
+
+    def progress_row() -> dict:  # a row of progress.csv (read when one is due)
+        return {"transitions": run.step * c.num_envs, "updates": agent.updates, "episode_return": replay.last_return,
+                **{key: float(value) for key, value in losses.items()}}  # fmt: skip
+
+    with run:
+        for step in run:
+            action = agent.act(replay.observation(), deterministic=False)
+            if replay.step(action):
+                replay.start(_draw(rng, subsets.count, c.num_envs))
+            for _ in range(c.updates_per_step):
+                chosen = torch.from_numpy(rng.choice(subsets.count, size=K, replace=False))
+                batch = replay.sample(chosen, c.batch_size, rng)
+                outer = replay.sample(chosen, c.batch_size, rng) if phase == "finetune" else None
+                losses = agent.update(batch, outer, phase=phase)
+                agent.updates += 1
+            run.end_step(step, row=progress_row, evaluate=validation)
+    return run.summary(transitions=steps * c.num_envs, updates=agent.updates)
 
 
 def _draw(rng: np.random.Generator, count: int, size: int) -> torch.Tensor:

@@ -105,6 +105,17 @@ class SquashedGaussianActor(nn.Module):
         """The mean action ``tanh(mu(s))`` (what a trained policy trades)."""
         return torch.tanh(self(obs)[0])
 
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, generator: torch.Generator, *, deterministic: bool) -> torch.Tensor:
+        """An agent's action: the mean (``deterministic``, for trading) or a sample (for exploring)."""
+        return self.deterministic(obs) if deterministic else self.sample(obs, generator)[0]
+
+
+@torch.no_grad()
+def twin_minimum(q1: nn.Module, q2: nn.Module, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+    """``min(Q1, Q2)(s, a)``: a twin pair's value, reduced as its TD target reduces it."""
+    return torch.minimum(q1(obs, action), q2(obs, action))
+
 
 def squashed_gaussian(
     mean: torch.Tensor, log_std: torch.Tensor, eps: torch.Tensor
@@ -147,6 +158,13 @@ def adam(parameters, lr: float) -> torch.optim.Adam:
 def frozen_copy(network: nn.Module) -> nn.Module:
     """A copy of `network` without gradients: the initial target network."""
     return copy.deepcopy(network).requires_grad_(False)
+
+
+def twin_critics(obs_dim: int, action_dim: int, hidden_sizes: Sequence[int], device) -> tuple[nn.Module, ...]:
+    """Two Q-networks and their frozen target copies ``(q1, q2, q1_target, q2_target)`` (SAC, IQL)."""
+    q1 = QNetwork(obs_dim, action_dim, hidden_sizes).to(device)
+    q2 = QNetwork(obs_dim, action_dim, hidden_sizes).to(device)
+    return q1, q2, frozen_copy(q1), frozen_copy(q2)
 
 
 __all__ = [

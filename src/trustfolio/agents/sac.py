@@ -7,7 +7,7 @@ the temperature ``alpha`` starts at 0.1 (StockFormer's and FinRL's ``ent_coef="a
 tuned toward a target entropy of ``-N`` (one nat per stock, the usual ``-dim(A)``).
 
 Reads top to bottom: config, the losses as small pure functions, then the agent (networks, acting,
-the update step). The training loop is the shared one in `trustfolio.agents.training`.
+the update step). The training loop is the shared off-policy one (`trustfolio.agents.off_policy`).
 """
 
 from __future__ import annotations
@@ -18,22 +18,22 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from trustfolio.agents.base import Agent, AgentConfig
 from trustfolio.agents.networks import (
-    QNetwork,
     SquashedGaussianActor,
     adam,
     frozen,
-    frozen_copy,
     polyak_update,
+    twin_critics,
+    twin_minimum,
 )
-from trustfolio.agents.training import Batch
+from trustfolio.agents.off_policy import OffPolicyAgent, OffPolicyConfig, with_paper_settings
+from trustfolio.agents.replay import Batch
 from trustfolio.errors import UserError
 
 
 @dataclass(frozen=True)
-class SACConfig(AgentConfig):
-    """SAC's learning rates and temperature on top of the shared `AgentConfig`."""
+class SACConfig(OffPolicyConfig):
+    """SAC's learning rates and temperature on top of the shared `OffPolicyConfig`."""
 
     actor_lr: float = 3e-4
     critic_lr: float = 3e-4
@@ -71,19 +71,24 @@ def temperature_loss(log_alpha, log_prob, target_entropy: float) -> torch.Tensor
 
 
 # ---------------------------------------------------------------------------------------- agent
-class SACAgent(Agent):
+#: The paper's budget takes FinRL's SAC_PARAMS (StockFormer's SAC used them: batch 64, lr 1e-4).
+PAPER_SAC = dict(batch_size=64, actor_lr=1e-4, critic_lr=1e-4, alpha_lr=1e-4)
+
+
+class SACAgent(OffPolicyAgent):
     """SAC on flat observations (market state ‖ balance), share orders in ``[-1, 1]^N``."""
 
     name = "sac"
     config_class = SACConfig
+    budgets = with_paper_settings(PAPER_SAC)
     log_keys = ("critic_loss", "actor_loss", "alpha", "alpha_loss", "q_mean", "entropy")
 
     def build(self) -> None:
         c, device = self.config, self.device
         self.actor = SquashedGaussianActor(self.obs_dim, self.action_dim, c.hidden_sizes).to(device)
-        self.q1 = QNetwork(self.obs_dim, self.action_dim, c.hidden_sizes).to(device)
-        self.q2 = QNetwork(self.obs_dim, self.action_dim, c.hidden_sizes).to(device)
-        self.q1_target, self.q2_target = frozen_copy(self.q1), frozen_copy(self.q2)
+        self.q1, self.q2, self.q1_target, self.q2_target = twin_critics(
+            self.obs_dim, self.action_dim, c.hidden_sizes, device
+        )
         self.actor_optimizer = adam(self.actor.parameters(), lr=c.actor_lr)
         self.critic_optimizer = adam([*self.q1.parameters(), *self.q2.parameters()], lr=c.critic_lr)
         self.log_alpha = torch.tensor(
@@ -93,10 +98,11 @@ class SACAgent(Agent):
         self.target_entropy = c.target_entropy_per_stock * self.action_dim
 
     def act(self, obs: torch.Tensor, *, deterministic: bool) -> torch.Tensor:
-        with torch.no_grad():
-            return (
-                self.actor.deterministic(obs) if deterministic else self.actor.sample(obs, self.generator)[0]
-            )
+        return self.actor.act(obs, self.generator, deterministic=deterministic)
+
+    def critic_value(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """``[B]``: the twin critics' value of `action` in `obs`, reduced as the TD target does (min)."""
+        return twin_minimum(self.q1, self.q2, obs, action)
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         alpha = self.log_alpha.detach().exp()
@@ -106,18 +112,16 @@ class SACAgent(Agent):
         polyak_update(self.q2_target, self.q2, self.config.tau)
         return {**critic_logs, **actor_logs, "alpha": alpha}
 
+    @torch.no_grad()
+    def soft_target(self, batch: Batch, alpha: torch.Tensor | float) -> torch.Tensor:
+        """`soft_q_target` of `batch` from the target networks, with a fresh action at s'."""
+        next_action, next_log_prob = self.actor.sample(batch.next_obs, self.generator)
+        next_q1, next_q2 = self.q1_target(batch.next_obs, next_action), self.q2_target(batch.next_obs, next_action)
+        return soft_q_target(batch.reward, next_q1, next_q2, next_log_prob, alpha, self.config.gamma)
+
     def critic_step(self, batch: Batch, alpha: torch.Tensor) -> dict[str, torch.Tensor]:
         """Regress both Q-networks on the soft TD target from the target networks."""
-        with torch.no_grad():
-            next_action, next_log_prob = self.actor.sample(batch.next_obs, self.generator)
-            target = soft_q_target(
-                batch.reward,
-                self.q1_target(batch.next_obs, next_action),
-                self.q2_target(batch.next_obs, next_action),
-                next_log_prob,
-                alpha,
-                self.config.gamma,
-            )
+        target = self.soft_target(batch, alpha)
         q1, q2 = self.q1(batch.obs, batch.action), self.q2(batch.obs, batch.action)
         q_loss = critic_loss(q1, q2, target)
         self.critic_optimizer.zero_grad()
@@ -148,4 +152,4 @@ class SACAgent(Agent):
         }
 
 
-__all__ = ["SACAgent", "SACConfig", "actor_loss", "critic_loss", "soft_q_target", "temperature_loss"]
+__all__ = ["PAPER_SAC", "SACAgent", "SACConfig", "actor_loss", "critic_loss", "soft_q_target", "temperature_loss"]

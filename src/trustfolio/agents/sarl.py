@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from trustfolio.agents.sac import SACAgent, SACConfig
+from trustfolio.agents.off_policy import with_paper_settings
+from trustfolio.agents.sac import PAPER_SAC, SACAgent, SACConfig
 from trustfolio.agents.stockformer import encoder_config
 from trustfolio.data.features import MarketStates, build_features
 from trustfolio.data.panel import Panel
@@ -121,6 +122,8 @@ class SARLAgent(SACAgent):
 
     name = "sarl"
     config_class = SARLConfig
+    # The light predictor is cheap enough for the release's full pretraining schedule beyond quick.
+    budgets = with_paper_settings(PAPER_SAC, predictor_budget=lambda budget: "quick" if budget == "quick" else "paper")
 
     @classmethod
     def market_states(

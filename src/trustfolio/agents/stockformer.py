@@ -22,7 +22,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from trustfolio.agents.sac import SACAgent, SACConfig
+from trustfolio.agents.off_policy import with_paper_settings
+from trustfolio.agents.sac import PAPER_SAC, SACAgent, SACConfig
 from trustfolio.data.features import MarketStates
 from trustfolio.data.panel import Panel
 from trustfolio.encoders import EncoderConfig, encode_market
@@ -99,6 +100,9 @@ class StockFormerAgent(SACAgent):
 
     name = "stockformer"
     config_class = StockFormerConfig
+    # The encoder follows the budget: quick = a tiny transformer, cpu = the release's sizes with a
+    # CPU-sized pretraining schedule, paper = the release's schedule (`EncoderConfig.preset`).
+    budgets = with_paper_settings(PAPER_SAC, encoder_budget=lambda budget: budget)
 
     @classmethod
     def market_states(

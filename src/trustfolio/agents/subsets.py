@@ -34,6 +34,7 @@ from trustfolio.data.features import FIELDS, INDICATORS, FeatureSet
 from trustfolio.encoders.inputs import CANDLE_COLUMNS, EncoderInputs, scale_candles
 from trustfolio.encoders.pretrain import FittedEncoder
 from trustfolio.errors import UserError
+from trustfolio.market.observation import balance_features, observation
 from trustfolio.market.simulator import execute_orders
 from trustfolio.market.transforms import (
     CLOSE,
@@ -228,7 +229,7 @@ class SubsetReplay:
     """One ring buffer of ``capacity`` transitions per subset, with the rollouts that fill them.
 
     Portfolios trade whole slices (day 0 to T-1) in lockstep, each on its own subset, with
-    `execute_orders` at the close (no lots in training, as in `trustfolio.agents.training`).
+    `execute_orders` at the close (no lots in training, as in `trustfolio.agents.off_policy`).
     """
 
     def __init__(self, market: SubsetMarket, capacity: int, *, initial_cash: float, hmax: float,
@@ -272,12 +273,12 @@ class SubsetReplay:
 
     def observation(self) -> torch.Tensor:
         """``[P, obs_dim]``: market state of today ‖ balance features of each trading portfolio."""
-        return torch.cat([self.market.states[self.subset, self.k], self._balance()], dim=-1)
+        return observation(self.market.states[self.subset, self.k], self._balance())
 
     def _balance(self) -> torch.Tensor:
         close = self.market.close[self.subset, self.k]
         value = self.cash + (self.holdings * close).sum(-1)
-        return balance_row(self.cash, self.holdings * close / value[:, None], self.initial_cash)
+        return balance_features(self.cash, self.holdings * close / value[:, None], self.initial_cash)
 
     def step(self, action: torch.Tensor) -> bool:
         """Trade `action` ``[P, N]`` at today's close, store the transitions, move to tomorrow.
@@ -285,12 +286,12 @@ class SubsetReplay:
         close = self.market.close[self.subset, self.k]
         next_close = self.market.close[self.subset, self.k + 1]
         value = self.cash + (self.holdings * close).sum(-1)
-        balance = balance_row(self.cash, self.holdings * close / value[:, None], self.initial_cash)
+        balance = balance_features(self.cash, self.holdings * close / value[:, None], self.initial_cash)
         orders = action.double().clamp(-1.0, 1.0) * self.hmax
         cash, holdings, _, _ = execute_orders(self.cash, self.holdings, orders, close, self.cost_rate)
         next_value = cash + (holdings * next_close).sum(-1)
         reward = (next_value / value - 1.0) * self.reward_scale
-        next_balance = balance_row(cash, holdings * next_close / next_value[:, None], self.initial_cash)
+        next_balance = balance_features(cash, holdings * next_close / next_value[:, None], self.initial_cash)
         self._store(balance, action, reward, next_balance, cash, holdings, value)
         self.cash, self.holdings = cash, holdings
         self._episode_return += reward
@@ -331,16 +332,16 @@ class SubsetReplay:
         s = subsets[:, None].expand(-1, batch_size)
         k = self.day[s, rows]
         market = self.market
-        obs = torch.cat([market.states[s, k], self.balance[s, rows]], dim=-1)
-        next_obs = torch.cat([market.states[s, k + 1], self.next_balance[s, rows]], dim=-1)
+        obs = observation(market.states[s, k], self.balance[s, rows])
+        next_obs = observation(market.states[s, k + 1], self.next_balance[s, rows])
         # eq. 5: the same trade, re-priced at each simulated next day
         alt_close = market.alt_close[s, k]  # [K, B, A, N]
         cash, holdings = self.cash_after[s, rows][..., None], self.holdings_after[s, rows][..., None, :]
         alt_value = cash + (holdings * alt_close).sum(-1)  # [K, B, A]
         alt_reward = (alt_value / self.value_before[s, rows][..., None] - 1.0) * self.reward_scale
-        alt_balance = balance_row(cash.expand_as(alt_value), holdings * alt_close / alt_value[..., None],
+        alt_balance = balance_features(cash.expand_as(alt_value), holdings * alt_close / alt_value[..., None],
                                   self.initial_cash)  # fmt: skip
-        alt_next_obs = torch.cat([market.alt_states[s, k], alt_balance], dim=-1)
+        alt_next_obs = observation(market.alt_states[s, k], alt_balance)
         return SubsetBatch(
             obs=obs,
             action=self.action[s, rows],
@@ -364,17 +365,11 @@ class SubsetReplay:
             setattr(self, name, state[name].to(self.device))
 
 
-def balance_row(cash: torch.Tensor, weights: torch.Tensor, initial_cash: float) -> torch.Tensor:
-    """``[cash / initial_cash ‖ weights]`` as float32 (any leading shape)."""
-    return torch.cat([(cash / initial_cash).unsqueeze(-1), weights], dim=-1).float()
-
-
 __all__ = [
     "SubsetBatch",
     "SubsetMarket",
     "SubsetReplay",
     "SubsetSpec",
-    "balance_row",
     "build_subsets",
     "encode_windows",
     "temporal_rows",

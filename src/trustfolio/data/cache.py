@@ -11,12 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from trustfolio.files import write_atomic
 
 CACHE_ENV = "TRUSTFOLIO_CACHE"
 
@@ -34,17 +35,13 @@ def content_key(*parts: Any) -> str:
 
 
 def save_npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write `arrays` to `path` (uncompressed NPZ) via a temporary file in the same folder + rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
+    """Write `arrays` to `path` (uncompressed NPZ) atomically (`trustfolio.files.write_atomic`)."""
+
+    def write(temporary: Path) -> None:
+        with temporary.open("wb") as handle:  # a file handle: np.savez would append ".npz" to a name
             np.savez(handle, **arrays)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+
+    write_atomic(path, write)
 
 
 def load_npz(path: Path) -> dict[str, np.ndarray] | None:

@@ -12,7 +12,6 @@ import datetime
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ import pandas as pd
 
 from trustfolio.data.panel import Calendar, Panel, to_day
 from trustfolio.errors import DataError, UserError
+from trustfolio.files import write_atomic
 
 DATASETS: dict[str, str] = {
     "sp500": "embedded default: 20 S&P 500 stocks, daily 1990-2022, close only, S&P 500 index as benchmark",
@@ -287,7 +287,7 @@ def load_yahoo(tickers: Sequence[str], start=None, end=None, cache_dir: str | Pa
     except Exception as exc:  # network and parsing failures come in many types
         raise DataError(f"yahoo: download failed ({exc}); check the network and the ticker symbols") from exc
     panel = _panel_from_yfinance(frame, symbols, name)
-    _write_parquet_atomic(panel.to_frame(), cached)
+    write_atomic(cached, lambda path: panel.to_frame().to_parquet(path, index=False))
     return panel
 
 
@@ -315,19 +315,6 @@ def _yahoo_cache_dir(cache_dir: str | Path | None) -> Path:
         return Path(cache_dir).expanduser()
     root = os.environ.get("TRUSTFOLIO_CACHE")
     return (Path(root).expanduser() if root else Path.home() / ".cache" / "trustfolio") / "yahoo"
-
-
-def _write_parquet_atomic(frame: pd.DataFrame, target: Path) -> None:
-    """Write to a temporary file beside `target`, then rename: a crash never leaves half a cache."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        frame.to_parquet(tmp, index=False)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 # ---------------------------------------------------------------------------------------- file helpers

@@ -24,23 +24,38 @@ Decisions (the paper does not give them; `EncoderConfig` makes each an option):
 - Early stopping on the last `validation_fraction` (10 %) of the training window, `patience` 5.
 
 Modules: `config` (EncoderConfig), `inputs` (what the encoders read), `stockformer` and `light` (the
-networks), `pretrain` (fitting, early stopping, save/load), `market` (encoding, caching, API).
+networks), `pretrain` (fitting, early stopping, save/load), `market` (encoding, caching, API). The
+config is imported at once (it needs no torch); the rest on first use.
 """
 
+import importlib
+from typing import Any
+
 from trustfolio.encoders.config import BRANCHES, EncoderConfig
-from trustfolio.encoders.inputs import TEMPORAL_COLUMNS, EncoderInputs, build_inputs
-from trustfolio.encoders.market import (
-    EncodedMarket,
-    compute_states,
-    encode,
-    encode_days,
-    encode_market,
-    long_term_predictions,
-    pretrained_encoder,
-    short_term_predictions,
-    state_columns,
-)
-from trustfolio.encoders.pretrain import FittedEncoder, fit_encoder
+
+_LAZY = {
+    "TEMPORAL_COLUMNS": "inputs",
+    "EncoderInputs": "inputs",
+    "build_inputs": "inputs",
+    "EncodedMarket": "market",
+    "compute_states": "market",
+    "encode": "market",
+    "encode_days": "market",
+    "encode_market": "market",
+    "long_term_predictions": "market",
+    "pretrained_encoder": "market",
+    "short_term_predictions": "market",
+    "state_columns": "market",
+    "FittedEncoder": "pretrain",
+    "fit_encoder": "pretrain",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'trustfolio.encoders' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"trustfolio.encoders.{_LAZY[name]}"), name)
+
 
 __all__ = [
     "BRANCHES",

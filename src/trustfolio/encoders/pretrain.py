@@ -22,8 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +35,7 @@ from trustfolio.encoders.inputs import EncoderInputs, gather_windows
 from trustfolio.encoders.light import MLPPredictor, SetRelational
 from trustfolio.encoders.stockformer import TransformerPredictor, TransformerRelational
 from trustfolio.errors import DataError, UserError
+from trustfolio.files import write_atomic
 
 VALIDATION_MASK_SEED = 12_345  # fixed masks for the relational validation loss (comparable across epochs)
 
@@ -97,14 +96,7 @@ class FittedEncoder:
             "label_scale": torch.from_numpy(np.asarray(self.label_scale, dtype=np.float32)),
             "history": json.dumps(self.history),
         }
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                torch.save(payload, handle)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(path, lambda temporary: torch.save(payload, temporary))
 
     @classmethod
     def load(cls, path: str | Path, *, device: str | None = None) -> FittedEncoder:

@@ -3,7 +3,7 @@ value-overestimation diagnostic."""
 
 from trustfolio.evaluation.backtest import Observation, Policy, backtest
 from trustfolio.evaluation.metrics import METRIC_NAMES, compute_metrics
-from trustfolio.evaluation.overestimation import OverestimationResult, critic_estimate, value_overestimation
+from trustfolio.evaluation.overestimation import OverestimationResult, has_critic, value_overestimation
 from trustfolio.evaluation.result import BacktestResult
 
 __all__ = [
@@ -14,6 +14,6 @@ __all__ = [
     "Policy",
     "backtest",
     "compute_metrics",
-    "critic_estimate",
+    "has_critic",
     "value_overestimation",
 ]

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
-import torch
 
 from trustfolio.data.panel import Panel
 from trustfolio.errors import DataError, UserError
@@ -75,6 +74,8 @@ def backtest(
     ~200,000 CNY and 1/N rounding stays coarse but workable; with 1e5 most stocks could not be bought).
     `panel` must be clean (`trustfolio.data.cleaning.clean`). Calls ``policy.reset()`` first.
     """
+    import torch
+
     from trustfolio.market.simulator import Simulator, SimulatorConfig
 
     if not panel.is_clean:

@@ -319,8 +319,8 @@ class Comparison:
 
 # ---------------------------------------------------------------------- reading a run directory
 def _read_run_dir(run_dir: Path) -> dict[str, Any]:
-    """`Comparison` keyword arguments from a run directory (layout in `trustfolio.runner`)."""
-    from trustfolio.runner import DONE_FILE, ERROR_FILE, EXPERIMENT_FILE, JOBS_DIR, load_finished_jobs
+    """`Comparison` keyword arguments from a run directory (layout in `trustfolio.rundir`)."""
+    from trustfolio.rundir import DONE_FILE, EXPERIMENT_FILE, JOBS_DIR, failed_jobs, load_finished_jobs
 
     if not run_dir.is_dir():
         raise UserError(f"run directory {run_dir} does not exist; pass the directory an experiment run wrote")
@@ -344,11 +344,7 @@ def _read_run_dir(run_dir: Path) -> dict[str, Any]:
         )
         for spec, result in load_finished_jobs(run_dir)
     ]
-    failed = {}
-    for error_file in sorted((run_dir / JOBS_DIR).glob(f"*/{ERROR_FILE}")):
-        if not (error_file.parent / DONE_FILE).exists():
-            lines = error_file.read_text(encoding="utf-8", errors="replace").strip().splitlines()
-            failed[error_file.parent.name] = lines[0] if lines else "(empty error file)"
+    failed = failed_jobs(run_dir)
     if not jobs:
         hint = f" ({len(failed)} failed, e.g. {next(iter(failed.values()))})" if failed else ""
         raise UserError(

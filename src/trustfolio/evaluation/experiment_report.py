@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import base64
 import html
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -32,6 +30,7 @@ import pandas as pd
 from trustfolio.errors import TrustfolioError, UserError
 from trustfolio.evaluation.comparison import Comparison
 from trustfolio.evaluation.report import TABLE_COLUMNS, figure_png, format_metric  # also selects Agg
+from trustfolio.files import write_atomic
 
 # A table cell: its text and whether it is bold. A table: headers and rows of cells.
 Cell = tuple[str, bool]
@@ -290,9 +289,9 @@ def write_comparison_report(
     markdown_text = _markdown_document(title, sections, pictures, comparison.experiment_text)
     out_dir.mkdir(parents=True, exist_ok=True)
     for filename, (_, png) in pictures.items():
-        _write_atomically(out_dir / filename, png)
-    _write_atomically(out_dir / "report.md", markdown_text.encode("utf-8"))
-    _write_atomically(out_dir / "report.html", html_text.encode("utf-8"))
+        write_atomic(out_dir / filename, png)
+    write_atomic(out_dir / "report.md", markdown_text.encode("utf-8"))
+    write_atomic(out_dir / "report.html", html_text.encode("utf-8"))
     return out_dir / "report.html"
 
 
@@ -335,18 +334,6 @@ def _markdown_document(title, sections, pictures, config_text: str) -> str:
     if config_text:
         parts.append(f"## Experiment\n\n```yaml\n{config_text.rstrip()}\n```")
     return "\n\n".join(parts) + "\n"
-
-
-def _write_atomically(target: Path, data: bytes) -> None:
-    """Write `data` to a temporary file beside `target`, then rename it onto `target`."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # ---------------------------------------------------------------------- from a run directory

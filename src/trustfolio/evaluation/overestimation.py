@@ -1,9 +1,10 @@
 """The value-overestimation diagnostic of the MetaTrader paper (Fig. 10): what an agent's critic
 believes its actions are worth, against the discounted return they actually earn.
 
-One portfolio trades the agent's deterministic action through a test window, exactly as
-`trustfolio.agents.training.evaluate_agent` does (share orders, no lot rounding: the critic was
-trained without lots). On every day ``t`` the critic's estimate ``Q(s_t, a_t)`` of the action taken
+One portfolio trades the agent's deterministic action through a test window in the one deterministic
+rollout (`trustfolio.market.rollout`), as the training loops' evaluation callback does (no lot
+rounding: the critic was trained without lots). The agent's critic is read through its
+``critic_value(obs, action)`` (SAC and its descendants, DDPG, IQL, MetaTrader have one). On every day ``t`` the critic's estimate ``Q(s_t, a_t)`` of the action taken
 is recorded with the reward ``r_t`` (scaled by the agent's ``reward_scale``, the units the critic
 learned in). The realized discounted return is ``G_t = Σ_{k≥0} γ^k r_{t+k}``, summed to the end of the
 window. A critic that overestimates has ``Q(s_t, a_t) > G_t`` on most days.
@@ -26,43 +27,19 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-import torch
 
 from trustfolio.data.features import MarketStates
 from trustfolio.data.panel import Panel
 from trustfolio.errors import DataError, UserError
-from trustfolio.evaluation.result import _atomic_write
-from trustfolio.market.simulator import Simulator, SimulatorConfig
-
-if TYPE_CHECKING:
-    from trustfolio.agents.base import Agent
-
-#: The critics this diagnostic reads, by attribute: MetaTrader's ensemble, a twin pair (SAC and its
-#: descendants, IQL), a single Q-network (DDPG).
-CRITIC_ATTRIBUTES = (("critics",), ("q1", "q2"), ("q",))
+from trustfolio.files import write_atomic
 
 
-def has_critic(agent: Agent) -> bool:
-    """Whether `agent` has a critic `critic_estimate` can read (see `CRITIC_ATTRIBUTES`)."""
-    return any(all(hasattr(agent, name) for name in names) for names in CRITIC_ATTRIBUTES)
-
-
-@torch.no_grad()
-def critic_estimate(agent: Agent, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-    """``[B]``: the value the agent's critic gives to taking `action` ``[B, N]`` in `obs` ``[B, obs_dim]``,
-    reduced over its critics the way its own TD target reduces them: MetaTrader's ensemble by
-    ``config.critic_reduce`` (min or mean), a twin pair by their minimum, a single critic as is."""
-    if hasattr(agent, "critics"):
-        values = agent.critics(obs, action)  # [n_critics, B]
-        return values.min(0).values if agent.config.critic_reduce == "min" else values.mean(0)
-    if hasattr(agent, "q1") and hasattr(agent, "q2"):
-        return torch.minimum(agent.q1(obs, action), agent.q2(obs, action))
-    if hasattr(agent, "q"):
-        return agent.q(obs, action)
-    raise UserError(f"agent {agent.name} has no critic to diagnose")
+def has_critic(agent: Any) -> bool:
+    """Whether `agent` exposes ``critic_value(obs, action)`` (what this diagnostic reads)."""
+    return callable(getattr(agent, "critic_value", None))
 
 
 def discounted_returns(rewards: np.ndarray, gamma: float) -> np.ndarray:
@@ -148,7 +125,7 @@ class OverestimationResult:
             },
         }
         text = json.dumps(document, indent=2, allow_nan=False)
-        _atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+        write_atomic(path, text)
         return path
 
     def plot(self, path: str | Path) -> Path:
@@ -174,12 +151,12 @@ class OverestimationResult:
         )
         ax.set_ylabel("value (reward units)")
         ax.legend(fontsize=8)
-        _atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
+        write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
         return path
 
 
 def value_overestimation(
-    agent: Agent,
+    agent: Any,
     panel: Panel,
     states: MarketStates,
     start: int,
@@ -191,13 +168,15 @@ def value_overestimation(
     fill: str = "close",
 ) -> OverestimationResult:
     """Trade `agent`'s deterministic action from day index `start` to `end` (inclusive, the last day
-    only marks to market, as in `evaluate_agent`) and compare its critic's estimate with the realized
-    discounted return on each of the ``end - start`` decision days (see the module docstring).
+    only marks to market) and compare its critic's estimate with the realized discounted return on
+    each of the ``end - start`` decision days (see the module docstring).
 
     `states` must be the agent's market states of `panel`, day by day; `initial_cash` and `hmax`
     must be those the agent trained with (the observation divides cash by `initial_cash`)."""
-    # Imported here: trustfolio.agents imports trustfolio.evaluation, so a top-level import would be circular.
-    from trustfolio.agents.base import balance_features
+    import torch
+
+    from trustfolio.market.rollout import deterministic_rollout
+    from trustfolio.market.simulator import Simulator, SimulatorConfig
 
     if not has_critic(agent):
         raise UserError(f"agent {agent.name} has no critic to diagnose")
@@ -212,28 +191,22 @@ def value_overestimation(
         hmax=hmax,
         cost_bps=cost_bps,
         fill=fill,
-        order_mode="shares",
+        order_mode=agent.order_mode,
         round_lots=False,
         reward_scale=agent.config.reward_scale,
     )
     sim = Simulator(panel, config, device=agent.device)
-    sim.reset(1, start=start, end=end)
     market = torch.tensor(states.h.reshape(panel.T, -1), device=agent.device)  # [T, N·D], gathered by day
-    estimate, reward = np.empty(end - start), np.empty(end - start)
-    for i in range(end - start):
-        balance = balance_features(sim.state.cash, sim.weights(), initial_cash)
-        obs = torch.cat([market[sim.market_index()], balance], dim=-1)
-        with torch.no_grad():
-            action = agent.act(obs, deterministic=True)
-        estimate[i] = float(critic_estimate(agent, obs, action)[0])
-        reward[i] = float(sim.step(action).reward[0])
+    path = deterministic_rollout(sim, market, lambda obs: agent.act(obs, deterministic=True), start, end,
+                                 initial_cash)  # fmt: skip
+    estimate = agent.critic_value(path.observations, path.actions).double().cpu().numpy()
     gamma = float(agent.config.gamma)
     return OverestimationResult(
         agent=agent.name,
         dates=np.array(panel.dates[start:end]),
         estimate=estimate,
-        realized=discounted_returns(reward, gamma),
-        reward=reward,
+        realized=discounted_returns(path.rewards, gamma),
+        reward=path.rewards,
         gamma=gamma,
     )
 
@@ -253,9 +226,7 @@ def _is_nan(value: Any) -> bool:
 
 
 __all__ = [
-    "CRITIC_ATTRIBUTES",
     "OverestimationResult",
-    "critic_estimate",
     "discounted_returns",
     "has_critic",
     "value_overestimation",

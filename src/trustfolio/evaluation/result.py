@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +33,7 @@ from trustfolio.evaluation.metrics import (
     compute_metrics,
     drawdown_series,
 )
+from trustfolio.files import write_atomic
 
 DAILY_FILE = "daily.parquet"
 RESULT_FILE = "result.json"
@@ -164,9 +163,9 @@ class BacktestResult:
             "config": self.config,
             "metrics": {k: _json_number(v) for k, v in self.metrics().items()},
         }
-        _atomic_write(directory / DAILY_FILE, lambda path: self.to_frame().to_parquet(path, index=False))
+        write_atomic(directory / DAILY_FILE, lambda path: self.to_frame().to_parquet(path, index=False))
         text = json.dumps(meta, indent=2, default=str, allow_nan=False)
-        _atomic_write(directory / RESULT_FILE, lambda path: Path(path).write_text(text))
+        write_atomic(directory / RESULT_FILE, text)
         return directory
 
     @classmethod
@@ -205,15 +204,3 @@ def _axes(ax):
 def _json_number(x: float) -> float | None:
     """NaN is not JSON: store it as null."""
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else x
-
-
-def _atomic_write(target: Path, write) -> None:
-    """Call ``write(tmp_path)`` then rename the temporary file onto `target`."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
