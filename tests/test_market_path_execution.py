@@ -1,4 +1,4 @@
-"""The simulator on a `MarketPath` with a pluggable `Execution` step: the same numbers as before, bit for bit."""
+"""The simulator on a `MarketPath` with a pluggable `Execution` step, and `restore`: the same numbers as before, bit for bit."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import torch
 from synthetic import panel_from_prices
 from trustfolio.errors import DataError, UserError
 from trustfolio.market import (
+    BalanceState,
     FillAtClose,
     FillAtNextOpen,
     IntradayFills,
@@ -106,6 +107,40 @@ def test_both_order_modes_fill_at_the_execution_price(fill, order_mode):
         np.testing.assert_allclose(result.traded_value.numpy(), traded.sum(-1), rtol=1e-12)
         total_traded = total_traded + result.traded_value
     assert (total_traded > 0).all()  # the check above was not vacuous
+
+
+def test_restore_continues_a_snapshot_exactly():
+    config = SimulatorConfig(initial_cash=1e4, hmax=40, cost_bps=10, fill="next_open")
+    starts, ends = torch.tensor([0, 2, 2, 7]), torch.tensor([15, 14, 20, 19])
+    actions = actions_for("shares", 10, len(starts), PANEL.N)
+    sim = Simulator(PANEL, config)
+    sim.reset(start=starts, end=ends)
+    for action in actions[:4]:
+        sim.step(action)
+    snapshot = sim.state
+    saved = BalanceState(*(getattr(snapshot, name).clone() for name in ("cash", "holdings", "t", "value")))
+    first = [sim.step(action) for action in actions[4:]]
+
+    restored = Simulator(PANEL, config)  # a fresh simulator, as after loading a checkpoint
+    for other in (sim, restored):
+        state = other.restore(saved, end=ends)
+        assert torch.equal(state.t, starts + 4) and torch.equal(state.cash, saved.cash)
+        assert state.cash is not saved.cash  # copied: the caller's tensors stay theirs
+        again = [other.step(action) for action in actions[4:]]
+        for a, b in zip(first, again, strict=True):
+            for name in ("reward", "value", "costs", "traded_value", "done"):
+                assert torch.equal(getattr(a, name), getattr(b, name)), name
+            assert torch.equal(a.state.holdings, b.state.holdings) and torch.equal(a.state.cash, b.state.cash)
+
+
+def test_restore_rejects_a_state_of_the_wrong_shape():
+    sim = Simulator(PANEL)
+    state = sim.reset(2)
+    bad = BalanceState(cash=state.cash, holdings=state.holdings[:, :2], t=state.t, value=state.value)
+    with pytest.raises(UserError, match="holdings"):
+        sim.restore(bad)
+    with pytest.raises(UserError, match="start < end"):
+        sim.restore(state, end=0)
 
 
 def test_concatenated_paths_keep_each_portfolio_inside_its_own_piece():

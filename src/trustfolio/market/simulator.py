@@ -213,6 +213,25 @@ class Simulator:
         self._none_done = torch.zeros(batch_size, dtype=torch.bool, device=self.device)
         return self._state
 
+    def restore(self, state: BalanceState, end: int | torch.Tensor | None = None) -> BalanceState:
+        """Put B portfolios back in a saved balance state, e.g. from a checkpoint, and go on from it.
+
+        The portfolios stand on days `state.t` with end days `end` (as in `reset`), holding the
+        state's cash and holdings, valued at `state.value` (the V_t of the next reward). A step never
+        writes into the tensors of a state it returned, so `simulator.state` read at any moment is
+        a snapshot; `restore` copies the tensors all the same, so the caller may reuse them.
+        """
+        self.reset(start=state.t.reshape(-1), end=end)  # positions the days and price rows
+        B, N = self._state.holdings.shape
+        tensors = {}
+        for name, shape in (("cash", (B,)), ("holdings", (B, N)), ("value", (B,))):
+            tensor = torch.as_tensor(getattr(state, name))
+            if tuple(tensor.shape) != shape:
+                raise UserError(f"restore: state.{name} has shape {tuple(tensor.shape)}, expected {shape}")
+            tensors[name] = tensor.to(device=self.device, dtype=self.dtype, copy=True)
+        self._state = BalanceState(t=self._state.t, **tensors)
+        return self._state
+
     @property
     def state(self) -> BalanceState:
         """The current balance state of every portfolio."""
