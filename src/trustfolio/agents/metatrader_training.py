@@ -82,8 +82,7 @@ def train_bilevel(agent, data: AgentData, *, phase: str, steps: int, seed: int, 
     identity = _run_identity(agent, data, seed, phase)
     market = torch.tensor(data.states.h.reshape(data.panel.T, -1), device=device)
     subsets = prepare_subsets(agent, data, phase, progress)
-    replay = SubsetReplay(subsets, c.subset_buffer_size, initial_cash=data.sim.initial_cash, hmax=data.sim.hmax,
-                          cost_rate=data.sim.cost_rate, reward_scale=c.reward_scale)  # fmt: skip
+    replay = SubsetReplay(subsets, c.subset_buffer_size, sim=data.sim, reward_scale=c.reward_scale)
     rng = np.random.default_rng([seed, _PHASE_IDS[phase], 7])
     validation_days = c.validation_days if phase == "fit" else 0
     evaluating = c.eval_every > 0 and validation_days > 0
