@@ -98,7 +98,6 @@ class TradingEnv(gym.Env):
                 f"TradingEnv: market_states has NaN/inf on {panel.dates[bad_day]} inside the trading "
                 "window; start the window after the features' warm-up period"
             )
-        self.market_states = market_states
         # h[t] flattened once (a copy: the caller's array may be read-only or change later).
         self.market_rows = torch.from_numpy(market_states.reshape(panel.T, -1).copy())
 
