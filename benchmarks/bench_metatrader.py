@@ -31,6 +31,7 @@ from torch.func import vmap
 from trustfolio.agents.metatrader import MetaTraderAgent, MetaTraderConfig
 from trustfolio.agents.metatrader_meta import actor_inner_steps, adapted_critic_1, critic_inner_step
 from trustfolio.agents.subsets import SubsetMarket, SubsetReplay
+from trustfolio.market.simulator import SimulatorConfig
 
 N_STOCKS, ALTERNATIVES, SLICE = 88, 3, 64
 STATE_DIM = {"cpu": 3 * 8, "paper": 3 * 32}  # per stock: light encoder (cpu) / StockFormer release (paper)
@@ -70,8 +71,8 @@ def bench(setting: str, runs: int, meta_gradient: str) -> dict[str, float]:
     state_dim = STATE_DIM[setting]
     agent = MetaTraderAgent(N_STOCKS, state_dim, config)
     market = synthetic_market(min(64, 4 * config.subsets_per_step), state_dim)
-    replay = SubsetReplay(market, config.subset_buffer_size, initial_cash=1e7, hmax=1_000.0, cost_rate=1e-3,
-                          reward_scale=config.reward_scale)  # fmt: skip
+    sim = SimulatorConfig(initial_cash=1e7, hmax=1_000.0, cost_bps=10.0)
+    replay = SubsetReplay(market, config.subset_buffer_size, sim=sim, reward_scale=config.reward_scale)
     replay.start(torch.arange(market.count))
     for _ in range(SLICE - 1):
         replay.step(torch.rand(market.count, N_STOCKS) * 2 - 1)

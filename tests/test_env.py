@@ -6,12 +6,14 @@ import warnings
 
 import numpy as np
 import pytest
+import torch
 from gymnasium.utils.env_checker import check_env
 
 from synthetic import panel_from_prices
 from trustfolio.data.panel import Panel
 from trustfolio.errors import DataError, UserError
 from trustfolio.market import SimulatorConfig, TradingEnv, default_market_features
+from trustfolio.market.observation import balance_features, observation, observation_dim, split_observation
 
 
 def random_panel(T: int = 40, N: int = 4, seed: int = 0) -> Panel:
@@ -39,25 +41,44 @@ def test_passes_gymnasium_env_checker(order_mode, random_start):
         check_env(env, skip_render_check=True)
 
 
-def test_observation_is_market_state_and_normalized_balance():
+def test_observation_is_the_agents_flat_market_state_cash_share_and_weights():
     states = np.random.default_rng(1).normal(size=(PANEL.T, PANEL.N, 3)).astype(np.float32)
     config = SimulatorConfig(initial_cash=1e4, hmax=10, cost_bps=0)
     env = TradingEnv(PANEL, states, config, start="2024-01-03", end="2024-01-10")
+    N, D = PANEL.N, 3
+    assert env.observation_space.shape == (observation_dim(N, D),) == (N * D + 1 + N,)
     obs, info = env.reset(seed=0)
     assert info["day"] == 2 and info["date"] == np.datetime64("2024-01-03")
-    np.testing.assert_array_equal(obs["market"], states[2])
-    np.testing.assert_array_equal(obs["balance"], np.r_[1.0, np.zeros(PANEL.N)].astype(np.float32))
+    assert obs.dtype == np.float32 and obs.shape == env.observation_space.shape
+    market, balance = split_observation(torch.from_numpy(obs), N)
+    np.testing.assert_array_equal(market.numpy(), states[2].reshape(-1))
+    np.testing.assert_array_equal(balance.numpy(), np.r_[1.0, np.zeros(N)].astype(np.float32))
 
     obs, reward, terminated, truncated, info = env.step(np.array([1.0, 0.5, 0.0, -1.0], dtype=np.float32))
     close = PANEL.close.astype(np.float64)
     cash = 1e4 - 10 * close[2, 0] - 5 * close[2, 1]
     value = cash + 10 * close[3, 0] + 5 * close[3, 1]
-    np.testing.assert_array_equal(obs["market"], states[3])
-    np.testing.assert_allclose(obs["balance"], [cash / 1e4, 1.0, 0.5, 0.0, 0.0], rtol=1e-6)
+    weights = [10 * close[3, 0] / value, 5 * close[3, 1] / value, 0.0, 0.0]
+    market, balance = split_observation(torch.from_numpy(obs), N)
+    np.testing.assert_array_equal(market.numpy(), states[3].reshape(-1))
+    np.testing.assert_allclose(balance.numpy(), [cash / 1e4, *weights], rtol=1e-6)
     assert reward == pytest.approx(value / 1e4 - 1, rel=1e-9)
     assert info["value"] == pytest.approx(value, rel=1e-12)
     assert info["traded_value"] == pytest.approx(1e4 - cash, rel=1e-12)
     assert not terminated and not truncated
+
+
+def test_observation_is_built_like_the_agents_observation():
+    env = TradingEnv(PANEL, config=SimulatorConfig(initial_cash=1e4, hmax=10), start=20)
+    env.reset()
+    for _ in range(5):
+        obs = env.step(env.action_space.sample())[0]
+    sim = env.simulator
+    expected = observation(
+        torch.from_numpy(default_market_features(PANEL)[sim.market_index()].reshape(1, -1)),
+        balance_features(sim.state.cash, sim.weights(), 1e4),
+    )
+    assert torch.equal(torch.from_numpy(obs), expected[0])
 
 
 def test_episode_runs_to_the_end_day_and_is_truncated_there():

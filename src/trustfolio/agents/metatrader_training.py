@@ -67,8 +67,7 @@ def train_bilevel(agent, data: AgentData, *, phase: str, steps: int, seed: int, 
     run = TrainingRun(agent, data, phase=phase, seed=seed, steps=steps, out_dir=out_dir, progress=progress)
     market = market_rows(data, agent.device)
     subsets = prepare_subsets(agent, data, phase, progress)
-    replay = SubsetReplay(subsets, c.subset_buffer_size, initial_cash=data.sim.initial_cash, hmax=data.sim.hmax,
-                          cost_rate=data.sim.cost_rate, reward_scale=c.reward_scale)  # fmt: skip
+    replay = SubsetReplay(subsets, c.subset_buffer_size, sim=data.sim, reward_scale=c.reward_scale)
     rng = np.random.default_rng([seed, PHASE_IDS[phase], 7])
     validation_days = c.validation_days if phase == "fit" else 0
     if not run.resume({"agent": agent, "replay": replay, "rng": rng}, resume=resume):

@@ -160,12 +160,8 @@ class Rollouts:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.end = state["end"]
-        self.sim.reset(start=state["t"], end=self.end)
-        # The Simulator has no public setter for a balance state: reset positions the portfolios on
-        # their days (and the price rows they read), then the saved cash and holdings replace the fresh ones.
-        self.sim._state = BalanceState(
-            cash=state["cash"], holdings=state["holdings"], t=state["t"], value=state["value"]
-        )
+        saved = BalanceState(cash=state["cash"], holdings=state["holdings"], t=state["t"], value=state["value"])
+        self.sim.restore(saved, end=self.end)
         self.episode_return.copy_(state["episode_return"])
         self.last_return = float(state["last_return"])
 

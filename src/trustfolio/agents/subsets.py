@@ -18,13 +18,14 @@ scales fitted on the real training window; the indicator columns and the relatio
 (covariance ‖ indicators) are those of the real day the row comes from. On the original path
 (n = 0) this reproduces the real timeline's states exactly (tested).
 
-Per-subset replay (`SubsetReplay`) stores, per transition, what eq. 5 needs to re-price the step
-under another next day: the balance after the trade (cash, holdings) and the value before it.
+Per-subset replay (`SubsetReplay`) trades the subsets in the `Simulator` (on a `MarketPath` of the
+subsets' close paths laid end to end) and stores, per transition, what eq. 5 needs to re-price the
+step under another next day: the balance after the trade (cash, holdings) and the value before it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -35,7 +36,8 @@ from trustfolio.encoders.inputs import CANDLE_COLUMNS, EncoderInputs, scale_cand
 from trustfolio.encoders.pretrain import FittedEncoder
 from trustfolio.errors import UserError
 from trustfolio.market.observation import balance_features, observation
-from trustfolio.market.simulator import execute_orders
+from trustfolio.market.path import MarketPath
+from trustfolio.market.simulator import BalanceState, Simulator, SimulatorConfig
 from trustfolio.market.transforms import (
     CLOSE,
     TRANSFORMS,
@@ -228,20 +230,21 @@ class SubsetBatch:
 class SubsetReplay:
     """One ring buffer of ``capacity`` transitions per subset, with the rollouts that fill them.
 
-    Portfolios trade whole slices (day 0 to T-1) in lockstep, each on its own subset, with
-    `execute_orders` at the close (no lots in training, as in `trustfolio.agents.off_policy`).
+    Portfolios trade whole slices (day 0 to T-1) in lockstep, each on its own subset, in one
+    `Simulator` on the subsets' close paths laid end to end: slice day k of subset s is day
+    ``s·T + k`` of that path, and each portfolio's start and end days keep it inside its subset.
+    Orders fill at the close, in share mode, without lots (as in `trustfolio.agents.off_policy`);
+    `sim` gives the cash, ``hmax`` and costs.
     """
 
-    def __init__(self, market: SubsetMarket, capacity: int, *, initial_cash: float, hmax: float,
-                 cost_rate: float, reward_scale: float) -> None:  # fmt: skip
+    def __init__(self, market: SubsetMarket, capacity: int, *, sim: SimulatorConfig,
+                 reward_scale: float) -> None:  # fmt: skip
         S, T, N = market.close.shape
         self.market, self.capacity, self.device = market, int(capacity), market.states.device
-        self.initial_cash, self.hmax, self.cost_rate, self.reward_scale = (
-            initial_cash,
-            hmax,
-            cost_rate,
-            reward_scale,
-        )
+        self.initial_cash, self.reward_scale = sim.initial_cash, reward_scale
+        path = MarketPath.from_arrays(market.close.reshape(S * T, N), name="MetaTrader's subsets")
+        config = replace(sim, fill="close", order_mode="shares", round_lots=False, reward_scale=reward_scale)
+        self.simulator = Simulator(path, config, device=self.device)
         zeros = lambda *shape, dtype=torch.float32: torch.zeros(*shape, dtype=dtype, device=self.device)  # noqa: E731
         self.day = zeros(S, self.capacity, dtype=torch.long)  # slice day k of the transition k -> k+1
         self.balance = zeros(S, self.capacity, N + 1)
@@ -253,11 +256,9 @@ class SubsetReplay:
         self.value_before = zeros(S, self.capacity, dtype=torch.float64)
         self.position = torch.zeros(S, dtype=torch.long, device=self.device)
         self.size = torch.zeros(S, dtype=torch.long, device=self.device)
-        # the portfolios currently trading: subset, slice day, cash, holdings
+        # the portfolios currently trading: their subsets and slice day (their balance is the simulator's)
         self.subset = torch.zeros(0, dtype=torch.long, device=self.device)
         self.k = 0
-        self.cash = torch.zeros(0, dtype=torch.float64, device=self.device)
-        self.holdings = torch.zeros(0, N, dtype=torch.float64, device=self.device)
         self.last_return = float("nan")  # mean scaled return of the last finished slices
         self._episode_return = torch.zeros(0, dtype=torch.float64, device=self.device)
 
@@ -266,9 +267,8 @@ class SubsetReplay:
         """New portfolios (all cash) at day 0 of each of `subsets`."""
         self.subset = subsets.to(self.device)
         self.k = 0
-        self.cash = torch.full((len(subsets),), self.initial_cash, dtype=torch.float64, device=self.device)
-        self.holdings = torch.zeros(len(subsets), self.market.close.shape[2], dtype=torch.float64,
-                                    device=self.device)  # fmt: skip
+        first_day = self.subset * self.market.length
+        self.simulator.reset(start=first_day, end=first_day + self.market.length - 1)
         self._episode_return = torch.zeros(len(subsets), dtype=torch.float64, device=self.device)
 
     def observation(self) -> torch.Tensor:
@@ -276,25 +276,16 @@ class SubsetReplay:
         return observation(self.market.states[self.subset, self.k], self._balance())
 
     def _balance(self) -> torch.Tensor:
-        close = self.market.close[self.subset, self.k]
-        value = self.cash + (self.holdings * close).sum(-1)
-        return balance_features(self.cash, self.holdings * close / value[:, None], self.initial_cash)
+        return balance_features(self.simulator.state.cash, self.simulator.weights(), self.initial_cash)
 
     def step(self, action: torch.Tensor) -> bool:
         """Trade `action` ``[P, N]`` at today's close, store the transitions, move to tomorrow.
         Returns True when the slices are finished (call `start` again)."""
-        close = self.market.close[self.subset, self.k]
-        next_close = self.market.close[self.subset, self.k + 1]
-        value = self.cash + (self.holdings * close).sum(-1)
-        balance = balance_features(self.cash, self.holdings * close / value[:, None], self.initial_cash)
-        orders = action.double().clamp(-1.0, 1.0) * self.hmax
-        cash, holdings, _, _ = execute_orders(self.cash, self.holdings, orders, close, self.cost_rate)
-        next_value = cash + (holdings * next_close).sum(-1)
-        reward = (next_value / value - 1.0) * self.reward_scale
-        next_balance = balance_features(cash, holdings * next_close / next_value[:, None], self.initial_cash)
-        self._store(balance, action, reward, next_balance, cash, holdings, value)
-        self.cash, self.holdings = cash, holdings
-        self._episode_return += reward
+        balance, value = self._balance(), self.simulator.state.value
+        result = self.simulator.step(action)
+        self._store(balance, action, result.reward, self._balance(), result.state.cash, result.state.holdings,
+                    value)  # fmt: skip
+        self._episode_return += result.reward
         self.k += 1
         if self.k == self.market.length - 1:
             self.last_return = float(self._episode_return.mean())
@@ -353,16 +344,24 @@ class SubsetReplay:
 
     # ------------------------------------------------------------------ checkpoints
     _STATE = ("day", "balance", "action", "reward", "next_balance", "cash_after", "holdings_after",
-              "value_before", "position", "size", "subset", "cash", "holdings", "_episode_return")  # fmt: skip
+              "value_before", "position", "size", "subset", "_episode_return")  # fmt: skip
 
     def state_dict(self) -> dict[str, Any]:
+        """Buffers and rollouts (call after `start`: the trading portfolios' balance is part of it)."""
+        balance = self.simulator.state
         return {"k": self.k, "last_return": self.last_return,
-                **{name: getattr(self, name).clone() for name in self._STATE}}  # fmt: skip
+                **{name: getattr(self, name).clone() for name in self._STATE},
+                "cash": balance.cash.clone(), "holdings": balance.holdings.clone(),
+                "value": balance.value.clone()}  # fmt: skip
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.k, self.last_return = int(state["k"]), float(state["last_return"])
         for name in self._STATE:
             setattr(self, name, state[name].to(self.device))
+        first_day = self.subset * self.market.length
+        saved = BalanceState(cash=state["cash"], holdings=state["holdings"], t=first_day + self.k,
+                             value=state["value"])  # fmt: skip
+        self.simulator.restore(saved, end=first_day + self.market.length - 1)
 
 
 __all__ = [

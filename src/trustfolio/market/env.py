@@ -1,9 +1,13 @@
 """A Gymnasium environment over one portfolio of the batched `Simulator`.
 
-Observation (a `Dict`), both float32:
-- `market`  [N, D]: the action-free market state at the close of day t (the caller's
-  `market_states[t]`, or the default features below);
-- `balance` [N+1]: cash / initial_cash, then holdings / hmax (shares).
+Observation: the one the agents read (`trustfolio.market.observation`), a flat float32 Box
+
+    obs_t = [ h[t] flattened (N·D) ‖ cash_t / initial_cash ‖ w_t (N) ]
+
+where `h[t]` `[N, D]` is the action-free market state at the close of day t (the caller's
+`market_states[t]`, or the default features below) and `w_t = holdings · close[t] / value` the
+portfolio weights. An agent trained on this env (e.g. with Stable-Baselines3) therefore sees exactly
+what trustfolio's own agents see.
 
 Action: `"shares"` mode, a Box in [-1, 1]^N (times `hmax` shares per stock); `"weights"` mode, a Box
 in [0, 1]^N of target weights, divided by their sum when it exceeds 1 (the rest is cash).
@@ -23,6 +27,7 @@ from gymnasium import spaces
 
 from trustfolio.data.panel import Panel
 from trustfolio.errors import DataError, UserError
+from trustfolio.market.observation import balance_features, observation, observation_dim
 from trustfolio.market.simulator import Simulator, SimulatorConfig
 
 # Look-backs (trading days) of the default market features.
@@ -93,15 +98,16 @@ class TradingEnv(gym.Env):
                 f"TradingEnv: market_states has NaN/inf on {panel.dates[bad_day]} inside the trading "
                 "window; start the window after the features' warm-up period"
             )
-        self.market_states = market_states
+        # h[t] flattened once (a copy: the caller's array may be read-only or change later).
+        self.market_rows = torch.from_numpy(market_states.reshape(panel.T, -1).copy())
 
         N, D = panel.N, market_states.shape[2]
-        self.observation_space = spaces.Dict(
-            {
-                "market": spaces.Box(-np.inf, np.inf, shape=(N, D), dtype=np.float32),
-                "balance": spaces.Box(0.0, np.inf, shape=(N + 1,), dtype=np.float32),
-            }
-        )
+        # Market features are unbounded; the cash share is >= 0 (no borrowing) and each weight is in
+        # [0, 1] (no shorting, no leverage).
+        low = np.full(observation_dim(N, D), -np.inf, dtype=np.float32)
+        high = np.full(observation_dim(N, D), np.inf, dtype=np.float32)
+        low[N * D :], high[N * D + 1 :] = 0.0, 1.0
+        self.observation_space = spaces.Box(low, high, dtype=np.float32)
         low = -1.0 if config.order_mode == "shares" else 0.0
         self.action_space = spaces.Box(low, 1.0, shape=(N,), dtype=np.float32)
         self._day = self.first_day
@@ -109,14 +115,14 @@ class TradingEnv(gym.Env):
     # ------------------------------------------------------------------ gymnasium API
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
         start, end = self._episode_bounds()
         self.simulator.reset(1, start=start, end=end)
         self._day = start
         return self._observation(), self._info(costs=0.0, traded_value=0.0)
 
-    def step(self, action: np.ndarray) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         action = np.asarray(action, dtype=np.float64).reshape(1, self.panel.N)
         if self.config.order_mode == "weights":
             action = np.clip(action, 0.0, 1.0)
@@ -138,12 +144,10 @@ class TradingEnv(gym.Env):
         end = self.last_day if length is None else start + length
         return start, end
 
-    def _observation(self) -> dict[str, np.ndarray]:
+    def _observation(self) -> np.ndarray:
         state = self.simulator.state
-        cash = state.cash[:1].double() / self.config.initial_cash
-        holdings = state.holdings[0].double() / self.config.hmax
-        balance = torch.cat([cash, holdings]).numpy().astype(np.float32)
-        return {"market": self.market_states[self._day].copy(), "balance": balance}
+        balance = balance_features(state.cash, self.simulator.weights(), self.config.initial_cash)
+        return observation(self.market_rows[self._day].unsqueeze(0), balance)[0].numpy()
 
     def _info(self, costs: float, traded_value: float) -> dict[str, Any]:
         state = self.simulator.state

@@ -1,7 +1,7 @@
 """Batched trading simulator: the balance dynamics of B portfolios on one fixed market path.
 
-The market path (prices) does not depend on what the portfolios do, so it is turned into tensors
-once, at construction; a step only moves the *balance state* — cash and holdings — of every
+The market path (`MarketPath`: prices that do not depend on what the portfolios do) is turned into
+tensors once, at construction; a step only moves the *balance state* — cash and holdings — of every
 portfolio at once with a handful of tensor operations (no Python loop over portfolios or stocks).
 This is the partial-offline setting of the MetaTrader paper (§2): any action can be tried on the
 historical path and gets its exact reward.
@@ -9,9 +9,11 @@ historical path and gets its exact reward.
 Timeline of one step for a portfolio at day index `t` (a decision made at the close of `t`):
 
 1. `V_t = cash + holdings · close[t]` (the value before trading);
-2. the orders fill at `close[t]` (`fill="close"`, the papers' convention) or at `open[t+1]`
-   (`fill="next_open"`): sells first (capped at the holdings: no shorting), then buys, scaled down
-   together so that buys plus their costs never exceed the cash (no borrowing);
+2. the `Execution` step gives the fill price: `close[t]` (`FillAtClose`, `fill="close"`, the
+   papers' convention) or `open[t+1]` (`FillAtNextOpen`, `fill="next_open"`); share orders, or the
+   orders that reach target weights, fill there (`trustfolio.market.orders`): sells first (capped
+   at the holdings: no shorting), then buys, scaled down together so that buys plus their costs
+   never exceed the cash (no borrowing);
 3. costs are `cost_bps / 1e4` of the traded value on each side;
 4. `V_{t+1} = cash' + holdings' · close[t+1]`, reward `(V_{t+1} / V_t - 1) * reward_scale`.
 
@@ -20,7 +22,6 @@ Accounting runs in float64 by default so that `value == cash + holdings · price
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 from typing import Literal
@@ -30,10 +31,14 @@ import torch
 
 from trustfolio.data.panel import Panel
 from trustfolio.errors import DataError, UserError
-
-# Fixed-point iterations that net the rebalancing costs out of a target-weights order; the error
-# shrinks by a factor `cost_rate` per iteration (1e-3 at 10 bps), so 4 reach float64 rounding.
-_COST_NETTING_ITERATIONS = 4
+from trustfolio.market.execution import Execution, execution_for
+from trustfolio.market.orders import (
+    OrderScratch,
+    execute_negated_orders,
+    execute_orders,
+    target_weights_to_orders,
+)
+from trustfolio.market.path import MarketPath
 
 
 @dataclass(frozen=True)
@@ -44,7 +49,7 @@ class SimulatorConfig:
     hmax: float = 100.0  # shares per unit of a share order: action 1.0 buys hmax shares
     cost_bps: float = 10.0  # proportional cost per side, basis points of traded value
     fill: Literal["close", "next_open"] = "close"  # decision at close t fills at close t or open t+1
-    round_lots: bool = False  # floor share quantities toward zero to panel.calendar.lot_size
+    round_lots: bool = False  # floor share quantities toward zero to the path's lot_size
     order_mode: Literal["shares", "weights"] = "shares"
     reward_scale: float = 1.0
 
@@ -74,7 +79,7 @@ class BalanceState:
 
     cash: torch.Tensor  # [B]
     holdings: torch.Tensor  # [B, N] shares
-    t: torch.Tensor  # LongTensor [B], day index in the panel
+    t: torch.Tensor  # LongTensor [B], day index in the market path
     value: torch.Tensor  # [B] = cash + holdings · close[t]
 
 
@@ -91,131 +96,12 @@ class StepResult:
     state: BalanceState
 
 
-def execute_orders(
-    cash: torch.Tensor,
-    holdings: torch.Tensor,
-    share_orders: torch.Tensor,
-    price: torch.Tensor,
-    cost_rate: float,
-    lot_size: int | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Execute signed share orders (`+` buy, `-` sell) of B portfolios at `price`.
-
-    Sells go first and are capped at the holdings (no shorting). Buys are then scaled down, all by
-    the same factor within a portfolio, so that their value plus costs fits in the cash including
-    the sale proceeds net of their costs (no borrowing). With `lot_size`, quantities are floored
-    toward zero to whole lots after capping and after scaling, so flooring never over-sells or
-    over-spends.
-
-    Shapes: `cash [B]`, `holdings [B,N]`, `share_orders [B,N]`, `price [B,N]` or `[N]`.
-    Returns `(cash, holdings, costs, traded_value)`, with `costs == cost_rate * traded_value` and
-    `traded_value == sum |shares traded| * price`.
-    """
-    dtype = functools.reduce(torch.promote_types, (t.dtype for t in (cash, holdings, share_orders, price)))
-    work = _OrderScratch(holdings.shape, dtype, holdings.device, cost_rate)
-    work.minus_trades.copy_(share_orders).neg_()
-    return _execute_minus_orders(work, cash, holdings, price, lot_size)
-
-
-class _OrderScratch:
-    """Working tensors for executing orders of one shape `[B, N]` at one cost rate, reused from
-    step to step so that a step allocates only the tensors it returns.
-
-    The order book is kept *negated* (`minus_trades = -trades`: positive for sales): then the sell
-    cap is one `minimum(-orders, holdings)`, with no `-holdings` to compute. IEEE rounding is
-    symmetric in the sign, so every product and sum below is exactly the negation of the plain one.
-    `minus_trades` and `minus_buys` are stacked so that one multiply and one sum price both.
-    Constants are 0-dim tensors: a Python float in an arithmetic op costs a tensor wrap (~2 us).
-    """
-
-    def __init__(self, shape: torch.Size, dtype: torch.dtype, device: torch.device, cost_rate: float) -> None:
-        self.shape = tuple(shape)
-        self.cost_rate = cost_rate
-        self.signed = torch.empty((2, *shape), dtype=dtype, device=device)
-        self.minus_trades, self.minus_buys = self.signed.unbind(0)
-        self.products = torch.empty_like(self.signed)
-        self.sums = torch.empty((2, *shape[:-1]), dtype=dtype, device=device)
-        # sum(-trades * price) and sum(-buys * price) = -(value bought)
-        self.minus_trade_value, self.minus_buy_value = self.sums.unbind(0)
-        self.scale_minus_one = torch.empty((*shape[:-1], 1), dtype=dtype, device=device)
-        self.scale_minus_one_flat = self.scale_minus_one.view(shape[:-1])
-        self.tiny = torch.finfo(dtype).tiny
-        self.one = torch.tensor(1.0, dtype=dtype, device=device)
-        self.cost_rate_t = torch.tensor(cost_rate, dtype=dtype, device=device)
-        self.minus_buy_cost_factor = torch.tensor(-(1.0 + cost_rate), dtype=dtype, device=device)
-
-
-def _execute_minus_orders(
-    work: _OrderScratch,
-    cash: torch.Tensor,
-    holdings: torch.Tensor,
-    price: torch.Tensor,
-    lot_size: int | None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """`execute_orders` on the negated orders already written in `work.minus_trades`."""
-    minus_trades, minus_buys, cost_rate = work.minus_trades, work.minus_buys, work.cost_rate
-    # Sells capped at the holdings: a sale above the holdings becomes the holdings.
-    torch.minimum(minus_trades, holdings, out=minus_trades)
-    if lot_size is not None:
-        _truncate_to_lots_(minus_trades, lot_size)
-    torch.clamp(minus_trades, max=0.0, out=minus_buys)
-    torch.mul(work.signed, price, out=work.products)
-    torch.sum(work.products, -1, out=work.sums)
-    # sells = buys - trades; clamp: with tiny sells, rounding could make it a hair negative
-    sell_value = torch.sub(work.minus_trade_value, work.minus_buy_value).clamp_min_(0.0)
-
-    # Buys plus their costs must fit in the cash after the sales (net of the sales' costs).
-    cash_after_sales = torch.add(cash, sell_value, alpha=1.0 - cost_rate)
-    buy_cost = torch.mul(work.minus_buy_value, work.minus_buy_cost_factor).clamp_min_(work.tiny)
-    # scale = min(1, cash / cost); the tiny floor turns 0/0 (no buys, no cash) into 0/tiny = 0.
-    scale = torch.div(cash_after_sales, buy_cost, out=buy_cost).clamp_max_(1.0)
-    # Shrink the buys only: trades + buys * (scale - 1) leaves the sells (where buys == 0) exact.
-    torch.sub(scale, work.one, out=work.scale_minus_one_flat)
-    minus_trades.addcmul_(minus_buys, work.scale_minus_one)
-    if lot_size is not None:
-        _truncate_to_lots_(minus_trades, lot_size)
-        minus_buy_value = torch.mul(minus_trades, price, out=work.products[0]).clamp_max_(0.0).sum(-1)
-    else:
-        minus_buy_value = work.minus_buy_value.mul_(scale)
-
-    traded_value = sell_value.sub_(minus_buy_value)  # sell value no longer needed: reuse it
-    costs = torch.mul(traded_value, work.cost_rate_t)
-    # clamp: `cash / buy_cost * buy_cost` may exceed the cash by one rounding error.
-    new_cash = cash_after_sales.add_(minus_buy_value, alpha=1.0 + cost_rate).clamp_min_(0.0)
-    return new_cash, torch.sub(holdings, minus_trades), costs, traded_value
-
-
-def target_weights_to_orders(
-    cash: torch.Tensor,
-    holdings: torch.Tensor,
-    weights: torch.Tensor,
-    price: torch.Tensor,
-    cost_rate: float,
-) -> torch.Tensor:
-    """Signed share orders that move each portfolio to the target `weights` [B,N] at `price`.
-
-    Weights are fractions of the portfolio value *after* paying the costs of this rebalance (the
-    rest, `1 - sum(weights)`, stays in cash), so the orders are affordable: the net value solves
-    `V' = V - cost_rate * sum_i |w_i V' - h_i p_i|`, found by fixed-point iteration.
-    """
-    position_value = holdings * price
-    gross_value = cash + position_value.sum(-1)
-    net_value = gross_value
-    if cost_rate > 0:
-        for _ in range(_COST_NETTING_ITERATIONS):
-            turnover = (weights * net_value.unsqueeze(-1) - position_value).abs().sum(-1)
-            net_value = gross_value - cost_rate * turnover
-    target_shares = weights * net_value.unsqueeze(-1) / price
-    return target_shares - holdings
-
-
-def _truncate_to_lots_(shares: torch.Tensor, lot_size: int) -> torch.Tensor:
-    """Round signed share quantities toward zero to whole lots (never more than asked), in place."""
-    return shares.div_(lot_size).trunc_().mul_(lot_size)
-
-
 class Simulator:
-    """B portfolios trading the same panel, each from its own start day, stepped together.
+    """B portfolios trading the same market path, each from its own start day, stepped together.
+
+    `path` is a `MarketPath` (a `Panel` is accepted too and converted with `MarketPath.from_panel`).
+    The `Execution` step is `execution` if given, else the one `config.fill` names; an explicit
+    execution must agree with `config.fill`, so that the config always tells how orders filled.
 
     Market state (day index, prices) and balance state (cash, holdings) are exposed separately:
     `market_index()` / `prices()` versus `state`.
@@ -223,35 +109,38 @@ class Simulator:
 
     def __init__(
         self,
-        panel: Panel,
+        path: MarketPath | Panel,
         config: SimulatorConfig = SimulatorConfig(),  # noqa: B008 - frozen, hence a safe default
         *,
+        execution: Execution | None = None,
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float64,
     ) -> None:
-        if not panel.is_clean:
-            raise DataError(
-                f"{panel.name}: the simulator needs a price for every stock on every day, but the panel "
-                "has missing open/close prices; run trustfolio.data.cleaning.clean(panel) first"
-            )
+        if isinstance(path, Panel):
+            path = MarketPath.from_panel(path)  # raises if the panel has missing prices
         if dtype not in (torch.float64, torch.float32):
             raise UserError(f"Simulator: dtype must be torch.float64 or torch.float32, got {dtype}")
-        if panel.T < 2:
-            raise DataError(f"{panel.name}: the simulator needs at least 2 trading days, got {panel.T}")
-        self.panel = panel
+        if path.T < 2:
+            raise DataError(f"{path.name}: the simulator needs at least 2 trading days, got {path.T}")
+        self.path = path
         self.config = config
         self.device = torch.device(device)
         self.dtype = dtype
-        self.lot_size = panel.calendar.lot_size if config.round_lots else None
+        self.lot_size = path.lot_size if config.round_lots else None
         self.cost_rate = config.cost_rate
         # Market path, converted once (float32 data widened to the accounting dtype).
-        self.close = torch.as_tensor(np.asarray(panel.close, dtype=np.float64), device=self.device).to(dtype)
-        self.open = torch.as_tensor(np.asarray(panel.open, dtype=np.float64), device=self.device).to(dtype)
+        self.close = torch.as_tensor(path.close, device=self.device).to(dtype)
+        self.open = torch.as_tensor(path.open, device=self.device).to(dtype)
+        self.execution = execution_for(config.fill) if execution is None else execution
         # fill_price[t] is the price at which a decision taken at the close of t executes.
-        if config.fill == "close":
-            self.fill_price = self.close
-        else:  # next_open; the last row is never used because no step starts on the last day
-            self.fill_price = torch.cat([self.open[1:], self.open[-1:]], dim=0)
+        self.fill_price = self.execution.price_table(self.close, self.open)
+        if self.execution.fill != config.fill:
+            raise UserError(
+                f"Simulator: the execution {self.execution!r} fills at {self.execution.fill!r} but "
+                f"config.fill is {config.fill!r}; make them agree"
+            )
+        # Filling at the close reuses the close row the step reads anyway (no second read).
+        self._fills_at_close = self.fill_price is self.close
         self._state: BalanceState | None = None
         self._end: torch.Tensor | None = None
         self._steps_left = 0
@@ -264,7 +153,7 @@ class Simulator:
         # When all portfolios share a day, rows are views; `table.unbind(0)`, made on first use, hands
         # them out a few us faster per step than `table[day]`.
         self._row_views: dict[str, tuple[torch.Tensor, ...]] = {}
-        self._scratch: _OrderScratch | None = None
+        self._scratch: OrderScratch | None = None
         # Step constants as 0-dim tensors (cheaper in arithmetic than Python numbers).
         self._minus_hmax = torch.tensor(-config.hmax, dtype=dtype, device=self.device)
         self._reward_scale = torch.tensor(config.reward_scale, dtype=dtype, device=self.device)
@@ -272,11 +161,11 @@ class Simulator:
 
     @property
     def T(self) -> int:
-        return self.panel.T
+        return self.path.T
 
     @property
     def N(self) -> int:
-        return self.panel.N
+        return self.path.N
 
     # ------------------------------------------------------------------ episode
     def reset(
@@ -305,7 +194,7 @@ class Simulator:
         end_t = _as_day_index(last if end is None else end, batch_size, self.device, "end")
         if bool((t < 0).any()) or bool((end_t > last).any()) or bool((t >= end_t).any()):
             raise UserError(
-                f"reset: need 0 <= start < end <= {last} (the panel has {self.T} days); got start "
+                f"reset: need 0 <= start < end <= {last} (the path has {self.T} days); got start "
                 f"{_describe(t)}, end {_describe(end_t)}"
             )
         cash = torch.full((batch_size,), self.config.initial_cash, dtype=self.dtype, device=self.device)
@@ -317,11 +206,30 @@ class Simulator:
         self._common_day = int(t[0]) if bool((t == t[0]).all()) else None
         self._close_now = self._rows("close", t, 0)  # close[t], reused as the next fill price
         if self._scratch is None or self._scratch.shape != tuple(holdings.shape):
-            self._scratch = _OrderScratch(holdings.shape, self.dtype, self.device, self.cost_rate)
+            self._scratch = OrderScratch(holdings.shape, self.dtype, self.device, self.cost_rate)
             self._close_spare = torch.empty_like(holdings)
             self._fill_rows = torch.empty_like(holdings)
         # Until the first portfolio reaches its end, `done` is all False: one tensor serves every step.
         self._none_done = torch.zeros(batch_size, dtype=torch.bool, device=self.device)
+        return self._state
+
+    def restore(self, state: BalanceState, end: int | torch.Tensor | None = None) -> BalanceState:
+        """Put B portfolios back in a saved balance state, e.g. from a checkpoint, and go on from it.
+
+        The portfolios stand on days `state.t` with end days `end` (as in `reset`), holding the
+        state's cash and holdings, valued at `state.value` (the V_t of the next reward). A step never
+        writes into the tensors of a state it returned, so `simulator.state` read at any moment is
+        a snapshot; `restore` copies the tensors all the same, so the caller may reuse them.
+        """
+        self.reset(start=state.t.reshape(-1), end=end)  # positions the days and price rows
+        B, N = self._state.holdings.shape
+        tensors = {}
+        for name, shape in (("cash", (B,)), ("holdings", (B, N)), ("value", (B,))):
+            tensor = torch.as_tensor(getattr(state, name))
+            if tuple(tensor.shape) != shape:
+                raise UserError(f"restore: state.{name} has shape {tuple(tensor.shape)}, expected {shape}")
+            tensors[name] = tensor.to(device=self.device, dtype=self.dtype, copy=True)
+        self._state = BalanceState(t=self._state.t, **tensors)
         return self._state
 
     @property
@@ -350,7 +258,8 @@ class Simulator:
 
     # ------------------------------------------------------------------ step
     def step(self, action: torch.Tensor) -> StepResult:
-        """Execute `action` [B,N] at the close of each portfolio's day t and advance to t+1.
+        """Execute `action` [B,N] decided at the close of each portfolio's day t, filled by the
+        execution step (at the close of t or the open of t+1), and advance to t+1.
 
         `"shares"` mode: values are clipped to [-1, 1] and multiplied by `hmax` shares.
         `"weights"` mode: target weights, each >= 0 with sum <= 1 per portfolio (the rest is cash).
@@ -365,7 +274,7 @@ class Simulator:
             )
         action = self._check_action(action)
         config, work = self.config, self._scratch
-        if config.fill == "close":
+        if self._fills_at_close:
             price = self._close_now
         else:
             price = self._rows("fill_price", state.t, 0, out=self._fill_rows)
@@ -375,7 +284,7 @@ class Simulator:
         else:
             orders = target_weights_to_orders(state.cash, state.holdings, action, price, self.cost_rate)
             torch.neg(orders, out=work.minus_trades)
-        cash, holdings, costs, traded_value = _execute_minus_orders(
+        cash, holdings, costs, traded_value = execute_negated_orders(
             work, state.cash, state.holdings, price, self.lot_size
         )
         t_next = torch.add(state.t, self._one_day)
@@ -461,3 +370,14 @@ def _describe(index: torch.Tensor) -> str:
     """Compact text of a day-index tensor for error messages."""
     lo, hi = int(index.min()), int(index.max())
     return str(lo) if lo == hi else f"{lo}..{hi}"
+
+
+# `execute_orders` and `target_weights_to_orders` lived here before orders.py; kept importable.
+__all__ = [
+    "BalanceState",
+    "Simulator",
+    "SimulatorConfig",
+    "StepResult",
+    "execute_orders",
+    "target_weights_to_orders",
+]
