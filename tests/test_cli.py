@@ -38,6 +38,8 @@ def assert_one_line_error(code: int, err: str, *words: str) -> None:
         (["backtest", "--strategy", "equal-weight", "--dataset", "table:/no/such/file.csv"], ["/no/such/file.csv"]),
         (["backtest", "--strategy", "equal-weight", "--start", "2021-01-01", "--end", "2020-01-01"], ["2021-01-01"]),
         (["backtest", "--strategy", "equal-weight", "--start", "not-a-date"], ["not-a-date"]),
+        (["backtest", "--strategy", "equal-weight", "--start", "01/04/2019"], ["01/04/2019", "YYYY-MM-DD"]),
+        (["train", "sac", "--train-start", "2019/01/04"], ["2019/01/04", "YYYY-MM-DD"]),
         (["data", "inspect", "yahoo-dir:/no/such/dir"], ["/no/such/dir"]),
         (["train", "no-such-agent"], ["no-such-agent"]),
         (["train", "sac", "--budget", "huge"], ["huge"]),
