@@ -40,6 +40,11 @@ def assert_one_line_error(code: int, err: str, *words: str) -> None:
         (["backtest", "--strategy", "equal-weight", "--start", "not-a-date"], ["not-a-date"]),
         (["backtest", "--strategy", "equal-weight", "--start", "01/04/2019"], ["01/04/2019", "YYYY-MM-DD"]),
         (["train", "sac", "--train-start", "2019/01/04"], ["2019/01/04", "YYYY-MM-DD"]),
+        (["backtest", "-s", "equal-weight", "-s", "momentum"], ["once", "equal-weight", "momentum", "max-sharpe"]),
+        (["backtest", "-s", "momentum", "--param", "lookbak=63"], ["lookbak", "lookback", "top_k", "rebalance_every"]),
+        (["backtest", "-s", "momentum", "--param", "lookback"], ["lookback", "NAME=VALUE"]),
+        (["backtest", "-s", "equal-weight", "--param", "window=3"], ["window", "no parameters"]),
+        (["train", "sac", "--steps", "0"], ["--steps", ">= 1"]),
         (["data", "inspect", "yahoo-dir:/no/such/dir"], ["/no/such/dir"]),
         (["train", "no-such-agent"], ["no-such-agent"]),
         (["train", "sac", "--budget", "huge"], ["huge"]),
@@ -150,3 +155,26 @@ def test_train_metatrader_with_a_budget_named_by_config_then_evaluate(monkeypatc
     assert (out / "overestimation.json").is_file()
     monkeypatch.undo()
     torch.set_num_threads(threads)
+
+
+def test_backtest_takes_strategy_parameters(monkeypatch, capsys, tmp_path: Path):
+    from trustfolio.data.cleaning import clean
+    from trustfolio.data.loaders import load_dataset
+    from trustfolio.evaluation.backtest import backtest
+    from trustfolio.evaluation.result import BacktestResult
+    from trustfolio.strategies import make_strategy
+
+    out = tmp_path / "momentum"
+    code, stdout, err = run_cli(monkeypatch, capsys, "backtest", "-s", "momentum", "--param", "lookback=5",
+                                "--param", "top_k=2", "--start", "2022-01-03", "--end", "2022-03-31",
+                                "--out", str(out))  # fmt: skip
+    assert code == 0, err
+    saved = BacktestResult.load(out)
+    assert saved.config["strategy_params"] == {"lookback": 5, "top_k": 2}
+    raw = load_dataset("sp500")
+    i0, i1 = raw.span("2022-01-03", "2022-03-31")
+    panel, _ = clean(raw.take_days(slice(0, i1)), train_end=raw.dates[i0 - 1])
+    direct = backtest(make_strategy("momentum", lookback=5, top_k=2), panel, "2022-01-03", "2022-03-31")
+    assert saved.metrics()["CR"] == pytest.approx(direct.metrics()["CR"], rel=1e-12)
+    default = backtest(make_strategy("momentum"), panel, "2022-01-03", "2022-03-31")
+    assert saved.metrics()["CR"] != pytest.approx(default.metrics()["CR"], rel=1e-6)

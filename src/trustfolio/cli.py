@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+import yaml
 from rich.console import Console
 from rich.table import Table
 
@@ -46,6 +47,24 @@ def metrics_rich_table(title: str, metrics: dict[str, dict[str, float]]) -> Tabl
     for name, values in metrics.items():
         table.add_row(name, *(format_metric(c, values.get(c)) for c in columns))
     return table
+
+
+def parse_params(items: list[str]) -> dict[str, Any]:
+    """``["lookback=63", "top_k=5"]`` -> ``{"lookback": 63, "top_k": 5}``; values are read as YAML
+    scalars, so numbers become numbers and ``true``/``false`` booleans."""
+    params: dict[str, Any] = {}
+    for item in items:
+        name, equals, text = item.partition("=")
+        name = name.strip()
+        if not equals or not name:
+            raise UserError(f"--param {item!r}: expected NAME=VALUE, e.g. --param lookback=63")
+        if name in params:
+            raise UserError(f"--param {name} is given twice; give each parameter once")
+        try:
+            params[name] = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError:
+            params[name] = text
+    return params
 
 
 @app.command("datasets")
@@ -94,7 +113,8 @@ def inspect_command(
 
 @app.command("backtest")
 def backtest_command(
-    strategy: Annotated[str, typer.Option("--strategy", "-s", help="market | equal-weight | buy-and-hold | min-variance | max-sharpe | momentum")],
+    strategy: Annotated[list[str], typer.Option("--strategy", "-s", help="market | equal-weight | buy-and-hold | min-variance | max-sharpe | momentum")],
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="a strategy parameter NAME=VALUE, e.g. lookback=63 (repeatable)")] = None,
     dataset: DatasetArg = "sp500",
     start: Annotated[str | None, typer.Option(help="first test day (YYYY-MM-DD)")] = None,
     end: Annotated[str | None, typer.Option(help="last test day (YYYY-MM-DD)")] = None,
@@ -108,15 +128,22 @@ def backtest_command(
     from trustfolio.data.cleaning import clean
     from trustfolio.data.loaders import load_dataset
     from trustfolio.evaluation.backtest import backtest
-    from trustfolio.strategies import make_strategy
+    from trustfolio.strategies import STRATEGIES, make_strategy
 
+    if len(strategy) > 1:
+        raise UserError(
+            f"--strategy was given {len(strategy)} times ({', '.join(strategy)}); give it once, one of "
+            f"{', '.join(STRATEGIES)} (to compare several, list them in an experiment file for `trustfolio run`)"
+        )
+    strategy = strategy[0]
+    params = parse_params(param or [])
     if cost_bps < 0:
         raise UserError(f"--cost-bps must be >= 0, got {cost_bps}")
     if initial_cash <= 0:
         raise UserError(f"--initial-cash must be > 0, got {initial_cash}")
     if fill not in ("close", "next_open"):
         raise UserError(f"--fill must be 'close' or 'next_open', got {fill!r}")
-    policy = make_strategy(strategy)
+    policy = make_strategy(strategy, **params)
     raw = load_dataset(dataset)
     i0, i1 = raw.span(start, end)
     # Stock coverage is judged on the days before the test window (all days if it starts the panel).
@@ -126,6 +153,7 @@ def backtest_command(
         policy, panel, raw.dates[i0], raw.dates[i1 - 1],
         cost_bps=cost_bps, initial_cash=initial_cash, round_lots=lots, fill=fill,
     )
+    result.config["strategy_params"] = params
     console.print(metrics_rich_table(f"{strategy} on {dataset}, {raw.dates[i0]} → {raw.dates[i1 - 1]}, {cost_bps:g} bps", {result.name: result.metrics()}))
     if out is not None:
         result.save(out)
@@ -269,6 +297,8 @@ def train_command(
 
     if agent not in AGENTS:
         raise UserError(f"unknown agent {agent!r}; choose one of {', '.join(AGENTS)}")
+    if steps is not None and steps < 1:
+        raise UserError(f"--steps must be >= 1 (environment steps to train), got {steps}")
     if config is not None and config in BUDGETS[agent] and not Path(config).exists():
         budget, config = config, None  # `--config cpu` names a budget
     out = out or Path("runs") / f"train-{agent}-{dataset.split(':')[0]}-seed{seed}"
