@@ -178,3 +178,15 @@ def test_backtest_takes_strategy_parameters(monkeypatch, capsys, tmp_path: Path)
     assert saved.metrics()["CR"] == pytest.approx(direct.metrics()["CR"], rel=1e-12)
     default = backtest(make_strategy("momentum"), panel, "2022-01-03", "2022-03-31")
     assert saved.metrics()["CR"] != pytest.approx(default.metrics()["CR"], rel=1e-6)
+
+
+def test_backtest_table_shows_idle_cash_and_warns_above_5_percent(monkeypatch, capsys):
+    window = ("--start", "2022-01-03", "--end", "2022-03-31", "--cost-bps", "0")
+    code, stdout, err = run_cli(monkeypatch, capsys, "backtest", "-s", "equal-weight", *window, "--initial-cash", "3000")
+    assert code == 0, err
+    assert "idle cash" in stdout
+    warnings = [line for line in err.splitlines() if "idle" in line]
+    assert len(warnings) == 1 and "equal-weight" in warnings[0] and "--no-lots" in warnings[0], err
+    code, stdout, err = run_cli(monkeypatch, capsys, "backtest", "-s", "equal-weight", *window, "--no-lots")
+    assert code == 0, err
+    assert "idle cash" in stdout and "idle" not in err

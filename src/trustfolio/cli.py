@@ -35,17 +35,18 @@ DatasetArg = Annotated[str, typer.Option("--dataset", "-d", help="sp500 | stockf
 
 
 def metrics_rich_table(title: str, metrics: dict[str, dict[str, float]]) -> Table:
+    """One row per metric, one column per strategy: a few strategies always fit 80 columns."""
     from trustfolio.evaluation.report import TABLE_COLUMNS, format_metric
 
-    # The terminal gets the headline columns (fits 80 columns); saved results have them all.
-    headline = ("CR", "AR", "SR", "MDD", "volatility", "turnover", "total_costs")
-    columns = [c for c in headline if any(c in m for m in metrics.values())]
+    # The terminal gets the headline metrics; saved results have them all.
+    headline = ("CR", "AR", "SR", "MDD", "volatility", "turnover", "total_costs", "idle_cash")
+    rows = [c for c in headline if any(c in m for m in metrics.values())]
     table = Table(title=title)
-    table.add_column("strategy", style="bold", no_wrap=True)
-    for column in columns:
-        table.add_column(TABLE_COLUMNS[column][0], justify="right", no_wrap=True)
-    for name, values in metrics.items():
-        table.add_row(name, *(format_metric(c, values.get(c)) for c in columns))
+    table.add_column("metric", style="bold", no_wrap=True)
+    for name in metrics:
+        table.add_column(name, justify="right", no_wrap=True)
+    for row in rows:
+        table.add_row(TABLE_COLUMNS[row][0], *(format_metric(row, values.get(row)) for values in metrics.values()))
     return table
 
 
@@ -65,6 +66,21 @@ def parse_params(items: list[str]) -> dict[str, Any]:
         except yaml.YAMLError:
             params[name] = text
     return params
+
+
+def warn_idle_cash(metrics: dict[str, dict[str, float]], hint: str = "") -> None:
+    """One line on stderr per strategy that kept more than `IDLE_CASH_WARNING` of its value in cash
+    on an average day: its numbers then mostly measure lot rounding, not the strategy."""
+    from trustfolio.evaluation.metrics import IDLE_CASH_WARNING
+
+    for name, values in metrics.items():
+        idle = values.get("idle_cash")
+        if idle is not None and idle == idle and idle > IDLE_CASH_WARNING:
+            errors.print(
+                f"warning: {name} left {idle:.0%} of its value idle in cash on an average day (above "
+                f"{IDLE_CASH_WARNING:.0%}), mostly from rounding orders to whole lots{hint}",
+                markup=False, highlight=False, soft_wrap=True,
+            )
 
 
 @app.command("datasets")
@@ -155,6 +171,7 @@ def backtest_command(
     )
     result.config["strategy_params"] = params
     console.print(metrics_rich_table(f"{strategy} on {dataset}, {raw.dates[i0]} → {raw.dates[i1 - 1]}, {cost_bps:g} bps", {result.name: result.metrics()}))
+    warn_idle_cash({result.name: result.metrics()}, "; raise --initial-cash or pass --no-lots")
     if out is not None:
         result.save(out)
         console.print(f"saved to {out}")
@@ -194,8 +211,8 @@ def _print_comparison(comparison) -> None:
     """Mean ± std table (costs ×1) and, when there are several, the other cost multiples' CR/SR."""
     summary = comparison.summary(1.0)
     # The terminal gets the headline columns in 80 characters; the report has them all.
-    formats = {"CR": "{:+.2f}", "SR": "{:.2f}", "MDD": "{:.2f}", "total_costs": "{:.2%}"}
-    headers = {"total_costs": "costs"}
+    formats = {"CR": "{:+.2f}", "SR": "{:.2f}", "MDD": "{:.2f}", "total_costs": "{:.2%}", "idle_cash": "{:.1%}"}
+    headers = {"total_costs": "costs", "idle_cash": "idle"}
     columns = [c for c in formats if f"{c}_mean" in summary.columns]
     table = Table(title="mean ± std over seeds (costs ×1; deterministic methods: one run)")
     table.add_column("method", style="bold", no_wrap=True)
@@ -228,6 +245,7 @@ def _print_comparison(comparison) -> None:
                     cells.append("–")
             cost_table.add_row(str(method), *cells)
         console.print(cost_table)
+    warn_idle_cash({str(m): {"idle_cash": summary.loc[m, "idle_cash_mean"]} for m in summary.index if "idle_cash_mean" in summary})
     for method, reason in comparison.missing.items():
         errors.print(f"missing: {method}: {reason}", markup=False)
 
@@ -325,6 +343,7 @@ def evaluate_command(
     document = evaluate_run(run_dir, dataset, start, end, cost_bps=cost_bps)
     console.print(metrics_rich_table(f"{cost_bps:g} bps per side", document["strategies"]))
     console.print(metrics_rich_table("without costs", document["strategies_no_costs"]))
+    warn_idle_cash(document["strategies"])
     console.print(f"metrics: {Path(run_dir) / 'metrics.json'}")
 
 

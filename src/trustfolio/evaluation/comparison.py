@@ -80,6 +80,7 @@ def chain_results(results: Sequence[BacktestResult]) -> BacktestResult:
         weights=np.empty((len(dates), 0)),  # tickers may differ between windows
         turnover=np.concatenate([r.turnover for r in results]),
         costs=np.concatenate([s * r.costs for s, r in zip(scale, results, strict=True)]),
+        cash_share=np.concatenate([r.cash_share for r in results]),
         tickers=(),
         trading_days_per_year=results[0].trading_days_per_year,
         config={"chained_windows": len(results)},
