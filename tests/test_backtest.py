@@ -208,6 +208,21 @@ def test_idle_cash_is_the_mean_cash_share_left_by_lot_rounding(tmp_path):
     assert index.metrics()["idle_cash"] == 0.0  # an index is fully invested
 
 
+def test_saved_daily_returns_give_other_tools_our_numbers(tmp_path):
+    """quantstats and empyrical read daily.parquet's `return` column and skip NaN: the first day,
+    which has no return, must be NaN there, not a 0 that would count as a flat day."""
+    import pandas as pd
+
+    result = backtest(make_strategy("equal-weight"), tiny_panel(), cost_bps=10.0, round_lots=False)
+    returns = pd.read_parquet(result.save(tmp_path) / "daily.parquet").set_index("date")["return"]
+    assert np.isnan(returns.iloc[0]) and returns.iloc[1:].notna().all()
+    m = result.metrics()
+    assert (1.0 + returns).prod() - 1.0 == pytest.approx(m["CR"], rel=1e-12)
+    assert returns.mean() / returns.std() * np.sqrt(252) == pytest.approx(m["SR"], rel=1e-12)
+    assert returns.std() * np.sqrt(252) == pytest.approx(m["volatility"], rel=1e-12)
+    assert BacktestResult.load(tmp_path).returns[0] == 0.0  # in memory, day 0 keeps the 0 convention
+
+
 def test_index_result_round_trip_keeps_nan_weights(tmp_path):
     bench = np.array([100.0, 101.0, 99.0, 103.0], dtype=np.float32)
     result = backtest(make_strategy("market"), tiny_panel(benchmark=bench))

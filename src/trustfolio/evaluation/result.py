@@ -14,7 +14,11 @@ In the spirit of skfolio's `Portfolio`: a rich object whose metrics are properti
   result, which is fully invested); derived from the weights, so saved results need no extra column.
 
 Saved as ``daily.parquet`` (``date, value, return, costs, turnover, w_<ticker>…``) plus
-``result.json`` (``name, label, tickers, trading_days_per_year, config, metrics``).
+``result.json`` (``name, label, tickers, trading_days_per_year, config, metrics``). In the file the
+first day's ``return`` is NaN, not 0: that day has no return (the capital is only invested), and
+tools that read the column (quantstats, empyrical, pandas) skip NaN but would count a 0 as a flat day
+and shift the mean, Sharpe ratio and volatility. In memory ``returns[0]`` stays 0 so that
+``values[0] * cumprod(1 + returns)`` is the value series.
 """
 
 from __future__ import annotations
@@ -146,12 +150,13 @@ class BacktestResult:
 
     # ------------------------------------------------------------------ storage
     def to_frame(self) -> pd.DataFrame:
-        """The daily table that `save` writes: date, value, return, costs, turnover, w_<ticker>…"""
+        """The daily table that `save` writes: date, value, return (NaN on the first day, which has
+        no return), costs, turnover, w_<ticker>…"""
         frame = pd.DataFrame(
             {
                 "date": self.dates,
                 "value": self.values,
-                "return": self.returns,
+                "return": np.r_[np.nan, self.returns[1:]],
                 "costs": self.costs,
                 "turnover": self.turnover,
             }
@@ -194,7 +199,7 @@ class BacktestResult:
             label=meta["label"],
             dates=frame["date"].to_numpy().astype("datetime64[D]"),
             values=frame["value"].to_numpy(),
-            returns=frame["return"].to_numpy(),
+            returns=np.nan_to_num(frame["return"].to_numpy(), nan=0.0),  # day 0: see the module docstring
             costs=frame["costs"].to_numpy(),
             turnover=frame["turnover"].to_numpy(),
             weights=frame[[WEIGHT_PREFIX + t for t in tickers]].to_numpy(),
