@@ -244,7 +244,8 @@ class Comparison:
         ``reference``, ``reality_check_p`` and ``spa_p`` (White's Reality Check and Hansen's SPA:
         does any method beat the reference?), ``rc_best``, ``n_models`` (methods in those tests),
         and the deflated Sharpe ratio of the method with the highest Sharpe ratio given the number
-        of methods tried: ``dsr_method``, ``dsr`` (a `stats.DSRResult`), ``n_trials``, ``n_days``.
+        of methods tried: ``dsr_method``, ``dsr`` (a `stats.DSRResult`), ``n_trials``, and ``n_returns``
+        (the daily returns tested: one fewer than the test days, whose first has no return).
         The best method is picked by the Sharpe ratio of these same mean-across-seeds returns, and
         every method counts as a trial.
         """
@@ -283,7 +284,7 @@ class Comparison:
             dsr_method=best,
             dsr=dsr,
             n_trials=len(arrays),
-            n_days=len(common),
+            n_returns=len(common),
         )
         return table
 

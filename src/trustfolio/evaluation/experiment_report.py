@@ -219,7 +219,7 @@ def _significance_section(comparison: Comparison) -> tuple[Table | None, list[st
     a = table.attrs
     dsr = a["dsr"]
     lines = [
-        f"The {a['n_models']} method(s) besides {a['reference']} together ({a['n_days']} days): "
+        f"The {a['n_models']} method{'s' if a['n_models'] > 1 else ''} besides {a['reference']} together ({a['n_returns']} daily returns): "
         f"White's Reality Check p = {a['reality_check_p']:.3f}, Hansen's SPA p = {a['spa_p']:.3f} "
         f"(null: no method beats {a['reference']}; best: {a['rc_best']}).",
         f"Deflated Sharpe ratio of {a['dsr_method']} (highest Sharpe ratio) given {a['n_trials']} methods "
@@ -362,16 +362,23 @@ def experiment_facts(comparison: Comparison) -> list[tuple[str, str]]:
         else str(protocol)
     )
     seeds = experiment.get("seeds") or sorted({j.seed for j in comparison.jobs})
+    windows = comparison.windows
+    named = windows != [kind]  # an offline run's one window is called "offline": do not repeat it
+    window_names = f" ({', '.join(windows[:6])}{', …' if len(windows) > 6 else ''})" if named else ""
     multiples = ", ".join(f"×{m:g}" for m in comparison.cost_multiples)
     cost_bps = experiment.get("cost_bps")
     return [
         ("dataset", f"{experiment.get('dataset', '?')}: {len(first.tickers)} stocks in the first job"),
         (
             "protocol",
-            f"{kind + ': ' if kind else ''}{len(comparison.windows)} test window(s) "
-            f"({', '.join(comparison.windows[:6])}{', …' if len(comparison.windows) > 6 else ''})",
+            f"{kind + ': ' if kind else ''}{len(windows)} test window{'s' if len(windows) > 1 else ''}"
+            f"{window_names}",
         ),
-        ("test days", f"{dates[0]} → {dates[-1]} ({len(dates)} trading days in all windows)"),
+        (
+            "test days",
+            f"{dates[0]} → {dates[-1]}: {len(dates)} trading days{' in all windows' if len(windows) > 1 else ''}, {len(dates) - 1} daily "
+            "returns (the first day has none; the statistics use the returns)",
+        ),
         ("methods", ", ".join(comparison.methods)),
         ("seeds", ", ".join(str(s) for s in seeds) + " (deterministic methods run seed 0 only)"),
         (
