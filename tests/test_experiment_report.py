@@ -220,3 +220,12 @@ def test_protocol_fact_reads_as_a_sentence(single, online):
     assert "window(s)" not in single_facts and "(offline)" not in single_facts
     assert "| offline: 1 test window |" in single_facts
     assert "| online: 3 test windows (online-1, online-2, online-3) |" in (online / "report.md").read_text()
+
+
+def test_significance_labels_the_reality_check_and_the_studentized_spa(single):
+    markdown = (single / "report.md").read_text()
+    significance = markdown[markdown.index("## Significance") : markdown.index("## Curves")]
+    assert "White Reality Check (arch, not studentized)" in significance
+    assert re.search(r"Hansen SPA \(studentized\): SPA p = [<0-9.]+ \(consistent; lower [0-9.]+, upper [0-9.]+[;)]", significance)
+    hansen = Comparison.from_run_dir(single).significance().attrs["hansen_spa"]
+    assert f"lower {hansen.lower:.3f}, upper {hansen.upper:.3f}" in significance

@@ -241,8 +241,10 @@ class Comparison:
         The table is `stats.significance_table` over the mean-across-seeds daily returns, on the
         dates every method has: mean annualized excess return, Newey-West t and p, stationary
         bootstrap p, Benjamini-Hochberg q-values. ``table.attrs`` holds the tests over all methods:
-        ``reference``, ``reality_check_p`` and ``spa_p`` (White's Reality Check and Hansen's SPA:
-        does any method beat the reference?), ``rc_best``, ``n_models`` (methods in those tests),
+        ``reference``; does any method beat the reference? ``reality_check_p`` (White's Reality
+        Check, arch, on raw mean differences), ``spa_p`` (arch's SPA p-value: also not
+        studentized), ``rc_best`` (highest mean), ``hansen_spa`` (a `stats.SPAResult`: Hansen's
+        studentized SPA test, lower/consistent/upper p-values), ``n_models`` (methods in those tests),
         and the deflated Sharpe ratio of the method with the highest Sharpe ratio given the number
         of methods tried: ``dsr_method``, ``dsr`` (a `stats.DSRResult`), ``n_trials``, and ``n_returns``
         (the daily returns tested: one fewer than the test days, whose first has no return).
@@ -270,6 +272,7 @@ class Comparison:
 
         others = {method: a for method, a in arrays.items() if method != reference}
         across = stats.reality_check_and_spa(others, arrays[reference], reps=reps, seed=seed)
+        hansen = stats.hansen_spa(others, arrays[reference], reps=reps, seed=seed)
         sharpe = {method: sharpe_ratio(a) for method, a in arrays.items()}
         best = max(sharpe, key=lambda m: -math.inf if math.isnan(sharpe[m]) else sharpe[m])
         dsr = stats.deflated_sharpe_ratio(
@@ -280,6 +283,7 @@ class Comparison:
             reality_check_p=across["reality_check_p"],
             spa_p=across["spa_p"],
             rc_best=across["best"],
+            hansen_spa=hansen,
             n_models=across["n_models"],
             dsr_method=best,
             dsr=dsr,

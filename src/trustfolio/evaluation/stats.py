@@ -7,7 +7,9 @@ field's libraries rather than hand-written estimators:
 - `newey_west_test`           one-sided HAC t-test of a mean daily excess return (statsmodels OLS);
 - `stationary_bootstrap_test` the same hypothesis by Politis & Romano's stationary bootstrap (arch);
 - `benjamini_hochberg`        false-discovery-rate q-values (statsmodels ``multipletests``);
-- `reality_check_and_spa`     White's Reality Check and Hansen's SPA over all methods (arch ``SPA``);
+- `reality_check_and_spa`     White's Reality Check over all methods (arch ``SPA``, not studentized);
+- `hansen_spa`                Hansen's (2005) studentized SPA test over all methods (the statistic
+                              written here; the stationary-bootstrap resampling is arch's);
 - `deflated_sharpe_ratio`     Bailey & López de Prado's (2014) correction of the best Sharpe ratio
                               for the number of trials;
 - `significance_table`        per method versus a reference: NW and bootstrap p-values with BH q-values.
@@ -59,6 +61,25 @@ class TestResult:
     lags: int | None = None
     block_size: float | None = None
     reps: int | None = None
+
+
+@dataclass(frozen=True)
+class SPAResult:
+    """Hansen's (2005) studentized SPA test of H0: no model has a higher expected daily return than
+    the benchmark. ``consistent`` is Hansen's SPA p-value; ``lower`` and ``upper`` bound it (``upper``
+    treats every model as relevant, as White's Reality Check does, but on studentized means).
+    ``statistic`` is ``T_SPA = max(0, max_k sqrt(n) mean_k / omega_k)``; ``best`` the model with the
+    largest studentized mean.
+    """
+
+    lower: float
+    consistent: float
+    upper: float
+    statistic: float
+    best: str
+    n_models: int
+    block_size: float
+    reps: int
 
 
 @dataclass(frozen=True)
@@ -301,7 +322,8 @@ def reality_check_and_spa(
     seed: int | np.random.Generator = 0,
     block_size: float | None = None,
 ) -> dict:
-    """White's Reality Check and Hansen's SPA: does *any* method beat ``benchmark``?
+    """White's Reality Check, and arch's (unstudentized) SPA: does *any* method beat ``benchmark``?
+    For Hansen's studentized SPA test use `hansen_spa`.
 
     H0: no method has a higher expected daily return than the benchmark. arch's `SPA` works on
     losses, so loss = -return for every method and the benchmark. arch documents ``SPA`` as "also
@@ -310,8 +332,10 @@ def reality_check_and_spa(
     Notes; ``SPA._simulate_values``: "Upper always re-centers" by every model's sample mean). That
     "upper" recentring treats every model as relevant (the least favourable null), which is White's
     (2000) Reality Check; Hansen (2005) calls it the upper-bound p-value and shows it is the RC's.
-    "consistent" is Hansen's SPA p-value. Note that arch 8.0 compares raw (not studentized) mean
-    loss differentials; its ``studentize`` flag only enters the consistent recentring threshold.
+    "consistent" is Hansen's recentring, but arch 8.0 compares raw (not studentized) mean loss
+    differentials; its ``studentize`` flag only enters the consistent recentring threshold. So
+    ``spa_p`` is not Hansen's SPA p-value: with methods of very different volatility the noisiest one
+    dominates the raw maximum (`hansen_spa` studentizes).
 
     Methods whose returns equal the benchmark's exactly are left out (they cannot beat it).
     ``block_size`` defaults to the mean Politis-White optimal stationary block length of the
@@ -345,6 +369,80 @@ def reality_check_and_spa(
         "n_models": len(names),
         "block_size": float(block_size),
     }
+
+
+def hansen_spa(
+    returns: Mapping[str, np.ndarray],
+    benchmark: np.ndarray,
+    *,
+    reps: int = 2000,
+    seed: int | np.random.Generator = 0,
+    block_size: float | None = None,
+) -> SPAResult:
+    """Hansen's (2005) studentized test for superior predictive ability: does any method beat
+    ``benchmark``? (arch's `SPA` is not studentized, see `reality_check_and_spa`.)
+
+    With ``d_kt`` model k's daily return minus the benchmark's, ``dbar_k`` its mean over ``n`` days
+    and ``omega_k^2`` the stationary-bootstrap variance of ``sqrt(n) dbar_k``:
+
+        T_SPA = max(0, max_k sqrt(n) dbar_k / omega_k).
+
+    Each bootstrap resample b (arch's `StationaryBootstrap` of the day indices) gives
+    ``T*_b = max(0, max_k sqrt(n) (dbar*_kb - dbar_k + mu_k) / omega_k)`` under a null mean ``mu_k``
+    and the p-value is the share of ``T*_b > T_SPA``. Hansen's three choices of ``mu_k``: ``lower``
+    ``min(dbar_k, 0)``; ``consistent`` ``dbar_k`` where ``sqrt(n) dbar_k / omega_k <= -sqrt(2 log log
+    n)`` (a clearly worse model is kept out of the null's way), else 0; ``upper`` 0 (every model at
+    the boundary of the null). Studentizing matters when the methods' volatilities differ: a raw
+    maximum is dominated by the noisiest method, whatever the others' edge.
+
+    Methods whose returns equal the benchmark's exactly are left out. ``block_size`` defaults to the
+    mean Politis-White optimal stationary block length of the differences.
+    """
+    bench = _returns_array(benchmark, "benchmark returns")
+    arrays = _aligned_returns(returns, "method returns")
+    if len(next(iter(arrays.values()))) != len(bench):
+        raise UserError(
+            f"method returns have {len(next(iter(arrays.values())))} days but the benchmark has {len(bench)}; "
+            "align them on the same days"
+        )
+    models = {name: r for name, r in arrays.items() if not np.array_equal(r, bench)}
+    if not models:
+        raise UserError("every method's returns equal the benchmark's; nothing to test")
+    if reps < 1:
+        raise UserError(f"bootstrap reps must be a positive integer; got {reps}")
+    names = list(models)
+    diffs = np.column_stack([models[name] - bench for name in names])  # [n, K]
+    n = len(diffs)
+    if block_size is None:
+        block_size = _stationary_block_size(diffs)
+    mean = diffs.mean(axis=0)
+
+    bootstrap = StationaryBootstrap(block_size, np.arange(n), seed=_generator(seed))
+    boot_means = np.array([diffs[days].mean(axis=0) for (days,), _ in bootstrap.bootstrap(reps)])  # [B, K]
+    omega = np.sqrt(n * np.mean((boot_means - mean) ** 2, axis=0))
+    # A model whose difference never varies in any resample has no studentized mean: it is constant
+    # (a fixed offset from the benchmark), so its sign alone decides; give it an infinitesimal scale.
+    omega = np.where(omega > 0, omega, np.finfo(float).tiny)
+    t = np.sqrt(n) * mean / omega
+    statistic = max(0.0, float(t.max()))
+
+    null_means = {
+        "lower": np.minimum(mean, 0.0),
+        "consistent": np.where(t <= -math.sqrt(2.0 * math.log(math.log(n))), mean, 0.0),
+        "upper": np.zeros_like(mean),
+    }
+    pvalues = {}
+    for kind, mu in null_means.items():
+        t_star = np.maximum(0.0, (np.sqrt(n) * (boot_means - mean + mu) / omega).max(axis=1))
+        pvalues[kind] = float(np.mean(t_star > statistic))
+    return SPAResult(
+        **pvalues,
+        statistic=statistic,
+        best=names[int(np.argmax(t))],
+        n_models=len(names),
+        block_size=float(block_size),
+        reps=reps,
+    )
 
 
 def expected_max_sharpe(n_trials: int, sharpe_variance: float) -> float:
