@@ -45,6 +45,7 @@ def assert_one_line_error(code: int, err: str, *words: str) -> None:
         (["backtest", "-s", "momentum", "--param", "lookback"], ["lookback", "NAME=VALUE"]),
         (["backtest", "-s", "equal-weight", "--param", "window=3"], ["window", "no parameters"]),
         (["train", "sac", "--steps", "0"], ["--steps", ">= 1"]),
+        (["train", "sac", "--on-outliers", "drop"], ["drop", "fail, warn, clip"]),
         (["data", "inspect", "yahoo-dir:/no/such/dir"], ["/no/such/dir"]),
         (["train", "no-such-agent"], ["no-such-agent"]),
         (["train", "sac", "--budget", "huge"], ["huge"]),
@@ -190,3 +191,41 @@ def test_backtest_table_shows_idle_cash_and_warns_above_5_percent(monkeypatch, c
     code, stdout, err = run_cli(monkeypatch, capsys, "backtest", "-s", "equal-weight", *window, "--no-lots")
     assert code == 0, err
     assert "idle cash" in stdout and "idle" not in err
+
+
+def spiked_table(tmp_path: Path) -> Path:
+    """A long table of three calm stocks over 300 business days, one close of BBB multiplied by 100."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    dates = pd.bdate_range("2020-01-02", periods=300)
+    frames = []
+    for k, ticker in enumerate(("AAA", "BBB", "CCC")):
+        close = 20.0 * (k + 1) * np.exp(np.cumsum(rng.normal(0.0003, 0.01, len(dates))))
+        if ticker == "BBB":
+            close[250] *= 100.0
+        frames.append(pd.DataFrame({"date": dates, "ticker": ticker, "close": close, "volume": 1000.0}))
+    path = tmp_path / "prices.csv"
+    pd.concat(frames).to_csv(path, index=False)
+    return path
+
+
+def test_a_spiked_table_is_refused_unless_told_otherwise(monkeypatch, capsys, tmp_path: Path):
+    table = spiked_table(tmp_path)
+    spike_day = str(pd.bdate_range("2020-01-02", periods=300)[250].date())
+    window = ("--dataset", f"table:{table}", "--start", "2020-09-01", "--end", "2021-02-19", "--no-lots")
+    code, _, err = run_cli(monkeypatch, capsys, "backtest", "-s", "equal-weight", *window)
+    assert_one_line_error(code, err, "BBB", spike_day, "--on-outliers")
+    code, _, err = run_cli(monkeypatch, capsys, "data", "inspect", f"table:{table}")
+    assert_one_line_error(code, err, "BBB", spike_day)
+    code, stdout, err = run_cli(monkeypatch, capsys, "data", "inspect", f"table:{table}", "--on-outliers", "warn")
+    assert code == 0, err
+    assert "spike" in stdout and "BBB" in stdout and spike_day in stdout
+    code, stdout, err = run_cli(monkeypatch, capsys, "backtest", "-s", "equal-weight", *window, "--on-outliers", "clip",
+                                "--out", str(tmp_path / "clipped"))  # fmt: skip
+    assert code == 0, err
+    from trustfolio.evaluation.result import BacktestResult
+
+    assert abs(BacktestResult.load(tmp_path / "clipped").metrics()["CR"]) < 1.0  # not the +25 of a ×100 close
+    code, _, err = run_cli(monkeypatch, capsys, "backtest", "-s", "equal-weight", *window, "--on-outliers", "ignore")
+    assert_one_line_error(code, err, "fail, warn, clip")

@@ -31,6 +31,7 @@ app.add_typer(bench_app, name="bench")
 console = Console()
 errors = Console(stderr=True)
 
+OnOutliers = Annotated[str, typer.Option(help="one-day spikes and stale prices in the data: fail (refuse the data) | warn (keep and list them) | clip (fill spike days like suspended days)")]
 DatasetArg = Annotated[str, typer.Option("--dataset", "-d", help="sp500 | stockformer:PATH | yahoo-dir:PATH | table:PATH | yahoo:T1,T2")]
 
 
@@ -102,13 +103,14 @@ def inspect_command(
     train_start: Annotated[str | None, typer.Option(help="training window start (coverage is judged on it)")] = None,
     train_end: Annotated[str | None, typer.Option(help="training window end")] = None,
     min_coverage: Annotated[float, typer.Option(help="keep stocks traded on at least this share of training days")] = 0.98,
+    on_outliers: OnOutliers = "fail",
 ) -> None:
     """Load DATASET, clean it, and print what it holds and what cleaning changed."""
     from trustfolio.data.cleaning import clean
     from trustfolio.data.loaders import load_dataset
 
     raw = load_dataset(dataset)
-    panel, report = clean(raw, train_start=train_start, train_end=train_end, min_coverage=min_coverage)
+    panel, report = clean(raw, train_start=train_start, train_end=train_end, min_coverage=min_coverage, on_outliers=on_outliers)
     console.print(f"[bold]{dataset}[/bold]: {raw!r}")
     facts = Table(show_header=False)
     facts.add_row("trading days", f"{panel.T}  ({panel.start} → {panel.end})")
@@ -117,6 +119,15 @@ def inspect_command(
     facts.add_row("benchmark", panel.benchmark_name or "none (market = equal-weight buy-and-hold proxy)")
     facts.add_row("cleaning", report.summary())
     console.print(facts)
+    outliers = [("one-day spike", t, day) for t, days in report.spikes.items() for day in days]
+    outliers += [("stale price", t, run) for t, runs in report.flat_runs.items() for run in runs]
+    if outliers:
+        table = Table(title=f"outliers (--on-outliers {on_outliers})")
+        for column in ("kind", "ticker", "day(s)"):
+            table.add_column(column)
+        for row in outliers:
+            table.add_row(*row)
+        console.print(table)
     closes = panel.close
     stats = Table(title="close price by stock (first 20)")
     for column in ("ticker", "first", "last", "min", "max", "total return"):
@@ -139,6 +150,7 @@ def backtest_command(
     lots: Annotated[bool, typer.Option(help="round share quantities to the market's lot size")] = True,
     fill: Annotated[str, typer.Option(help="close (fill at the close of the decision day) | next_open")] = "close",
     out: Annotated[Path | None, typer.Option(help="directory to save daily.parquet and result.json")] = None,
+    on_outliers: OnOutliers = "fail",
 ) -> None:
     """Backtest one classic strategy on DATASET between START and END."""
     from trustfolio.data.cleaning import clean
@@ -164,7 +176,7 @@ def backtest_command(
     i0, i1 = raw.span(start, end)
     # Stock coverage is judged on the days before the test window (all days if it starts the panel).
     train_end = raw.dates[i0 - 1] if i0 > 0 else raw.dates[i1 - 1]
-    panel, _ = clean(raw.take_days(slice(0, i1)), train_end=train_end)
+    panel, _ = clean(raw.take_days(slice(0, i1)), train_end=train_end, on_outliers=on_outliers)
     result = backtest(
         policy, panel, raw.dates[i0], raw.dates[i1 - 1],
         cost_bps=cost_bps, initial_cash=initial_cash, round_lots=lots, fill=fill,
@@ -308,10 +320,12 @@ def train_command(
     train_start: Annotated[str | None, typer.Option(help="first training day (default: the dataset's split)")] = None,
     train_end: Annotated[str | None, typer.Option(help="last training day")] = None,
     device: Annotated[str, typer.Option(help="cpu | cuda")] = "cpu",
+    on_outliers: OnOutliers = "fail",
 ) -> None:
     """Train an RL agent on DATASET's training window; rerunning the same command resumes from the
     last checkpoint."""
     from trustfolio.agents.registry import AGENTS, BUDGETS, train_agent
+    from trustfolio.data.cleaning import outlier_policy
 
     if agent not in AGENTS:
         raise UserError(f"unknown agent {agent!r}; choose one of {', '.join(AGENTS)}")
@@ -320,10 +334,11 @@ def train_command(
     if config is not None and config in BUDGETS[agent] and not Path(config).exists():
         budget, config = config, None  # `--config cpu` names a budget
     out = out or Path("runs") / f"train-{agent}-{dataset.split(':')[0]}-seed{seed}"
-    run_dir = train_agent(
-        agent, dataset, config=config, budget=budget, seed=seed, steps=steps, out_dir=out,
-        train_start=train_start, train_end=train_end, device=device,
-    )
+    with outlier_policy(on_outliers):  # the agent registry cleans the data inside
+        run_dir = train_agent(
+            agent, dataset, config=config, budget=budget, seed=seed, steps=steps, out_dir=out,
+            train_start=train_start, train_end=train_end, device=device,
+        )
     console.print(f"trained: {run_dir}  (evaluate with `trustfolio evaluate {run_dir} --dataset {dataset}`)")
 
 
@@ -334,13 +349,16 @@ def evaluate_command(
     start: Annotated[str | None, typer.Option(help="first test day (default: the day after training)")] = None,
     end: Annotated[str | None, typer.Option(help="last test day")] = None,
     cost_bps: Annotated[float, typer.Option(help="proportional cost per side, basis points")] = 10.0,
+    on_outliers: OnOutliers = "fail",
 ) -> None:
     """Backtest a trained agent beside 1/N, with and without costs; writes RUN_DIR/metrics.json."""
     from trustfolio.agents.registry import evaluate_run
+    from trustfolio.data.cleaning import outlier_policy
 
     if cost_bps < 0:
         raise UserError(f"--cost-bps must be >= 0, got {cost_bps}")
-    document = evaluate_run(run_dir, dataset, start, end, cost_bps=cost_bps)
+    with outlier_policy(on_outliers):  # the agent registry cleans the data inside
+        document = evaluate_run(run_dir, dataset, start, end, cost_bps=cost_bps)
     console.print(metrics_rich_table(f"{cost_bps:g} bps per side", document["strategies"]))
     console.print(metrics_rich_table("without costs", document["strategies_no_costs"]))
     warn_idle_cash(document["strategies"])
