@@ -193,6 +193,36 @@ def test_save_load_round_trip(tmp_path):
     assert list(frame.columns) == ["date", "value", "return", "costs", "turnover", "w_S0", "w_S1"]
 
 
+def test_idle_cash_is_the_mean_cash_share_left_by_lot_rounding(tmp_path):
+    # 100-share lots and 3000 of capital: 1/N wants 1500 in each stock, which buys one lot of S0
+    # (100 × 10) and none of S1 (a lot costs 2000-2200). The 2000 of cash stays idle every day.
+    lots = Calendar(trading_days_per_year=252, lot_size=100, currency="USD")
+    result = backtest(make_strategy("equal-weight"), tiny_panel(calendar=lots), cost_bps=0.0, initial_cash=3000.0)
+    np.testing.assert_allclose(result.values, [3000.0, 3100.0, 3100.0, 3237.5], rtol=1e-12)
+    expected = np.mean([2000 / 3000, 2000 / 3100, 2000 / 3100, 2000 / 3237.5])
+    assert result.metrics()["idle_cash"] == pytest.approx(expected, rel=1e-12)
+    assert BacktestResult.load(result.save(tmp_path)).metrics()["idle_cash"] == pytest.approx(expected, rel=1e-12)
+    fractional = backtest(make_strategy("equal-weight"), tiny_panel(), **NO_FRICTION)
+    assert fractional.metrics()["idle_cash"] == pytest.approx(0.0, abs=1e-12)
+    index = backtest(make_strategy("market"), tiny_panel(benchmark=np.array([100.0, 101.0, 99.0, 103.0], dtype=np.float32)))
+    assert index.metrics()["idle_cash"] == 0.0  # an index is fully invested
+
+
+def test_saved_daily_returns_give_other_tools_our_numbers(tmp_path):
+    """quantstats and empyrical read daily.parquet's `return` column and skip NaN: the first day,
+    which has no return, must be NaN there, not a 0 that would count as a flat day."""
+    import pandas as pd
+
+    result = backtest(make_strategy("equal-weight"), tiny_panel(), cost_bps=10.0, round_lots=False)
+    returns = pd.read_parquet(result.save(tmp_path) / "daily.parquet").set_index("date")["return"]
+    assert np.isnan(returns.iloc[0]) and returns.iloc[1:].notna().all()
+    m = result.metrics()
+    assert (1.0 + returns).prod() - 1.0 == pytest.approx(m["CR"], rel=1e-12)
+    assert returns.mean() / returns.std() * np.sqrt(252) == pytest.approx(m["SR"], rel=1e-12)
+    assert returns.std() * np.sqrt(252) == pytest.approx(m["volatility"], rel=1e-12)
+    assert BacktestResult.load(tmp_path).returns[0] == 0.0  # in memory, day 0 keeps the 0 convention
+
+
 def test_index_result_round_trip_keeps_nan_weights(tmp_path):
     bench = np.array([100.0, 101.0, 99.0, 103.0], dtype=np.float32)
     result = backtest(make_strategy("market"), tiny_panel(benchmark=bench))
@@ -232,3 +262,10 @@ def test_equal_weight_on_csi88_matches_hand_computation(csi88):
     assert m["MDD"] == pytest.approx(0.20, abs=0.01)
     hold = backtest(make_strategy("buy-and-hold"), csi88, "2019-04-01", "2022-04-01", **NO_FRICTION)
     assert hold.metrics()["CR"] == pytest.approx(0.72, abs=0.01)
+
+
+def test_lot_rounding_on_csi88_at_1e5_leaves_half_the_capital_idle(csi88):
+    """The README's note: 1/N at 1e5 CNY with 100-share lots can buy few lots, so CR falls from 0.73."""
+    small = backtest(make_strategy("equal-weight"), csi88, "2019-04-01", "2022-04-01", cost_bps=0.0, initial_cash=1e5)
+    assert small.metrics()["idle_cash"] == pytest.approx(0.52, abs=0.01)
+    assert small.metrics()["CR"] == pytest.approx(0.29, abs=0.01)

@@ -208,9 +208,13 @@ def test_cleaning_never_looks_ahead(dataset, request):
         for name in FIELDS:
             fields[name][t - 2 : t + 1, :3] = nan
         suspended = replace(holed, **fields)
-        reference, reference_report = clean(suspended, train_end=holed.dates[train_end])
+        # The garbage is full of one-day spikes, which the default policy would refuse; `warn` keeps
+        # every price, so the comparison below is about the fill, as before.
+        reference, reference_report = clean(suspended, train_end=holed.dates[train_end], on_outliers="warn")
         assert sum(reference_report.filled.values()) > 3 * 3  # the fill path is exercised
-        cleaned, report = clean(garbage_after(suspended, t, rng), train_end=holed.dates[train_end])
+        cleaned, report = clean(
+            garbage_after(suspended, t, rng), train_end=holed.dates[train_end], on_outliers="warn"
+        )
         assert cleaned.tickers == reference.tickers and report.dropped == reference_report.dropped
         for field in FIELDS:
             assert np.array_equal(
@@ -218,3 +222,102 @@ def test_cleaning_never_looks_ahead(dataset, request):
             )
         if reference.benchmark is not None:
             assert np.array_equal(cleaned.benchmark[: t + 1], reference.benchmark[: t + 1])
+
+
+# ------------------------------------------------------------------------------------------ outliers
+def walk_panel(days: int = 300, *, volume: float = 100.0, seed: int = 3) -> Panel:
+    """Three calm random walks (1 % daily volatility) on business days, as a loader returns them."""
+    rng = np.random.default_rng(seed)
+    close = 50.0 * np.exp(np.cumsum(rng.normal(0.0, 0.01, (3, days)), axis=1))
+    panel = make_panel(close)
+    dates = np.busday_offset(np.datetime64("2021-01-04"), np.arange(days), roll="forward")
+    return replace(panel, dates=dates, volume=np.full((days, 3), volume))
+
+
+def with_close(panel: Panel, column: int, rows, factor) -> Panel:
+    """`panel` with the close (and open/high/low) of one stock multiplied by `factor` on `rows`."""
+    fields = {name: panel.field(name).astype(np.float64) for name in FIELDS}
+    for name in ("open", "high", "low", "close"):
+        fields[name][rows, column] *= factor
+    return replace(panel, **fields)
+
+
+def test_a_close_multiplied_by_100_for_one_day_is_refused_in_one_line_naming_ticker_and_date():
+    spiked = with_close(walk_panel(), 1, 200, 100.0)
+    with pytest.raises(DataError) as info:
+        clean(spiked)
+    message = str(info.value)
+    assert "B" in message and str(spiked.dates[200]) in message and "\n" not in message
+    assert "on_outliers" in message  # says how to go on anyway
+
+
+def test_warn_keeps_the_data_and_reports_the_spike():
+    spiked = with_close(walk_panel(), 1, 200, 100.0)
+    cleaned, report = clean(spiked, on_outliers="warn")
+    np.testing.assert_array_equal(cleaned.close, spiked.close)
+    assert report.spikes == {"B": [str(spiked.dates[200])]} and report.on_outliers == "warn"
+    assert f"B on {spiked.dates[200]}" in report.summary()
+    assert json.loads(json.dumps(report.to_dict()))["spikes"] == report.spikes
+
+
+def test_clip_fills_the_spike_day_like_a_suspended_day():
+    calm = walk_panel()
+    spiked = with_close(calm, 1, 200, 0.01)  # a close divided by 100 is a spike too
+    cleaned, report = clean(spiked, on_outliers="clip")
+    assert report.spikes == {"B": [str(spiked.dates[200])]}
+    untouched, _ = clean(calm)
+    rate = np.mean([f32(calm.close[200, j]) / f32(calm.close[199, j]) - 1 for j in (0, 2)])
+    assert cleaned.close[200, 1] == np.float32(f32(calm.close[199, 1]) * (1 + rate))
+    mask = np.ones(calm.close.shape, bool)
+    mask[200, 1] = False
+    np.testing.assert_array_equal(cleaned.close[mask], untouched.close[mask])
+
+
+@pytest.mark.parametrize(
+    ("rows", "factor", "why"),
+    [
+        (slice(200, None), 0.35, "a crash that does not revert"),
+        (slice(200, 201), 1.3, "a 30 % one-day round trip: under the 50 % floor"),
+    ],
+)
+def test_real_moves_are_not_spikes(rows, factor, why):
+    _, report = clean(with_close(walk_panel(), 1, rows, factor))
+    assert report.spikes == {}, why
+
+
+def test_the_volatility_yardstick_is_trailing():
+    # A wild stock (20 % daily moves) makes a ×1.8 round trip ordinary; the same round trip after a
+    # calm history is a spike, however wild the days after it are.
+    rng = np.random.default_rng(5)
+    panel = walk_panel()
+    close = panel.close.astype(np.float64)
+    wild = 50.0 * np.exp(np.cumsum(rng.normal(0.0, 0.2, 300)))
+    close[:, 2] = np.where(np.arange(300) < 150, wild, close[:, 2])  # wild before day 150 only
+    close[:, 0] = np.where(np.arange(300) > 201, wild, close[:, 0])  # wild after day 201 only
+    panel = replace(panel, close=close, open=close, high=close, low=close)
+    spiked = with_close(with_close(panel, 2, 100, 1.8), 0, 200, 1.8)
+    _, report = clean(spiked, on_outliers="warn")
+    assert report.spikes == {"A": [str(panel.dates[200])]}
+
+
+def test_a_constant_close_with_trading_volume_is_refused_but_a_suspension_is_reported():
+    calm = walk_panel()
+    close = calm.close.astype(np.float64)
+    close[100:115, 0] = close[99, 0]  # 15 more days at the same close
+    stale = replace(calm, close=close, open=close, high=close, low=close)
+    with pytest.raises(DataError, match=f"A .*same close.*{stale.dates[99]}"):
+        clean(stale)
+    volume = stale.volume.copy()
+    volume[100:115, 0] = 0.0  # no trading: a suspension the source carried forward
+    _, report = clean(replace(stale, volume=volume))
+    assert report.flat_runs == {} and report.suspended_runs == {"A": [f"{stale.dates[99]} → {stale.dates[114]} (16 days)"]}
+
+
+def test_outlier_option_is_checked():
+    with pytest.raises(UserError, match="fail, warn, clip"):
+        clean(walk_panel(), on_outliers="ignore")
+
+
+def test_sp500_loads_with_the_default_outlier_policy():
+    _, report = clean(load_sp500())
+    assert report.spikes == {} and report.flat_runs == {}

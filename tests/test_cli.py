@@ -38,6 +38,14 @@ def assert_one_line_error(code: int, err: str, *words: str) -> None:
         (["backtest", "--strategy", "equal-weight", "--dataset", "table:/no/such/file.csv"], ["/no/such/file.csv"]),
         (["backtest", "--strategy", "equal-weight", "--start", "2021-01-01", "--end", "2020-01-01"], ["2021-01-01"]),
         (["backtest", "--strategy", "equal-weight", "--start", "not-a-date"], ["not-a-date"]),
+        (["backtest", "--strategy", "equal-weight", "--start", "01/04/2019"], ["01/04/2019", "YYYY-MM-DD"]),
+        (["train", "sac", "--train-start", "2019/01/04"], ["2019/01/04", "YYYY-MM-DD"]),
+        (["backtest", "-s", "equal-weight", "-s", "momentum"], ["once", "equal-weight", "momentum", "max-sharpe"]),
+        (["backtest", "-s", "momentum", "--param", "lookbak=63"], ["lookbak", "lookback", "top_k", "rebalance_every"]),
+        (["backtest", "-s", "momentum", "--param", "lookback"], ["lookback", "NAME=VALUE"]),
+        (["backtest", "-s", "equal-weight", "--param", "window=3"], ["window", "no parameters"]),
+        (["train", "sac", "--steps", "0"], ["--steps", ">= 1"]),
+        (["train", "sac", "--on-outliers", "drop"], ["drop", "fail, warn, clip"]),
         (["data", "inspect", "yahoo-dir:/no/such/dir"], ["/no/such/dir"]),
         (["train", "no-such-agent"], ["no-such-agent"]),
         (["train", "sac", "--budget", "huge"], ["huge"]),
@@ -148,3 +156,76 @@ def test_train_metatrader_with_a_budget_named_by_config_then_evaluate(monkeypatc
     assert (out / "overestimation.json").is_file()
     monkeypatch.undo()
     torch.set_num_threads(threads)
+
+
+def test_backtest_takes_strategy_parameters(monkeypatch, capsys, tmp_path: Path):
+    from trustfolio.data.cleaning import clean
+    from trustfolio.data.loaders import load_dataset
+    from trustfolio.evaluation.backtest import backtest
+    from trustfolio.evaluation.result import BacktestResult
+    from trustfolio.strategies import make_strategy
+
+    out = tmp_path / "momentum"
+    code, stdout, err = run_cli(monkeypatch, capsys, "backtest", "-s", "momentum", "--param", "lookback=5",
+                                "--param", "top_k=2", "--start", "2022-01-03", "--end", "2022-03-31",
+                                "--out", str(out))  # fmt: skip
+    assert code == 0, err
+    saved = BacktestResult.load(out)
+    assert saved.config["strategy_params"] == {"lookback": 5, "top_k": 2}
+    raw = load_dataset("sp500")
+    i0, i1 = raw.span("2022-01-03", "2022-03-31")
+    panel, _ = clean(raw.take_days(slice(0, i1)), train_end=raw.dates[i0 - 1])
+    direct = backtest(make_strategy("momentum", lookback=5, top_k=2), panel, "2022-01-03", "2022-03-31")
+    assert saved.metrics()["CR"] == pytest.approx(direct.metrics()["CR"], rel=1e-12)
+    default = backtest(make_strategy("momentum"), panel, "2022-01-03", "2022-03-31")
+    assert saved.metrics()["CR"] != pytest.approx(default.metrics()["CR"], rel=1e-6)
+
+
+def test_backtest_table_shows_idle_cash_and_warns_above_5_percent(monkeypatch, capsys):
+    window = ("--start", "2022-01-03", "--end", "2022-03-31", "--cost-bps", "0")
+    code, stdout, err = run_cli(monkeypatch, capsys, "backtest", "-s", "equal-weight", *window, "--initial-cash", "3000")
+    assert code == 0, err
+    assert "idle cash" in stdout
+    warnings = [line for line in err.splitlines() if "idle" in line]
+    assert len(warnings) == 1 and "equal-weight" in warnings[0] and "--no-lots" in warnings[0], err
+    code, stdout, err = run_cli(monkeypatch, capsys, "backtest", "-s", "equal-weight", *window, "--no-lots")
+    assert code == 0, err
+    assert "idle cash" in stdout and "idle" not in err
+
+
+def spiked_table(tmp_path: Path) -> Path:
+    """A long table of three calm stocks over 300 business days, one close of BBB multiplied by 100."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    dates = pd.bdate_range("2020-01-02", periods=300)
+    frames = []
+    for k, ticker in enumerate(("AAA", "BBB", "CCC")):
+        close = 20.0 * (k + 1) * np.exp(np.cumsum(rng.normal(0.0003, 0.01, len(dates))))
+        if ticker == "BBB":
+            close[250] *= 100.0
+        frames.append(pd.DataFrame({"date": dates, "ticker": ticker, "close": close, "volume": 1000.0}))
+    path = tmp_path / "prices.csv"
+    pd.concat(frames).to_csv(path, index=False)
+    return path
+
+
+def test_a_spiked_table_is_refused_unless_told_otherwise(monkeypatch, capsys, tmp_path: Path):
+    table = spiked_table(tmp_path)
+    spike_day = str(pd.bdate_range("2020-01-02", periods=300)[250].date())
+    window = ("--dataset", f"table:{table}", "--start", "2020-09-01", "--end", "2021-02-19", "--no-lots")
+    code, _, err = run_cli(monkeypatch, capsys, "backtest", "-s", "equal-weight", *window)
+    assert_one_line_error(code, err, "BBB", spike_day, "--on-outliers")
+    code, _, err = run_cli(monkeypatch, capsys, "data", "inspect", f"table:{table}")
+    assert_one_line_error(code, err, "BBB", spike_day)
+    code, stdout, err = run_cli(monkeypatch, capsys, "data", "inspect", f"table:{table}", "--on-outliers", "warn")
+    assert code == 0, err
+    assert "spike" in stdout and "BBB" in stdout and spike_day in stdout
+    code, stdout, err = run_cli(monkeypatch, capsys, "backtest", "-s", "equal-weight", *window, "--on-outliers", "clip",
+                                "--out", str(tmp_path / "clipped"))  # fmt: skip
+    assert code == 0, err
+    from trustfolio.evaluation.result import BacktestResult
+
+    assert abs(BacktestResult.load(tmp_path / "clipped").metrics()["CR"]) < 1.0  # not the +25 of a ×100 close
+    code, _, err = run_cli(monkeypatch, capsys, "backtest", "-s", "equal-weight", *window, "--on-outliers", "ignore")
+    assert_one_line_error(code, err, "fail, warn, clip")

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from trustfolio.errors import DataError, UserError
-from trustfolio.evaluation import stats
+from trustfolio.evaluation import snooping
 from trustfolio.evaluation.comparison import CHAINED, Comparison, chain_results
 from trustfolio.evaluation.metrics import METRIC_NAMES
 from trustfolio.evaluation.result import BacktestResult
@@ -244,8 +244,8 @@ def test_significance_flags_the_planted_winner_and_not_the_noise(one_window):
     # the DSR is of the winner's mean-across-seeds returns, deflated for the 3 methods tried
     dsr = table.attrs["dsr"]
     arrays = {m: r.to_numpy() for m, r in returns.items()}
-    expected = stats.deflated_sharpe_ratio(
-        arrays["winner"], n_trials=3, sharpe_variance=stats.trial_sharpe_variance(arrays)
+    expected = snooping.deflated_sharpe_ratio(
+        arrays["winner"], n_trials=3, sharpe_variance=snooping.trial_sharpe_variance(arrays)
     )
     assert table.attrs["n_trials"] == 3 and dsr.dsr == pytest.approx(expected.dsr, rel=1e-12)
     assert dsr.sr > dsr.sr0 > 0 and dsr.dsr > 0.5
@@ -301,3 +301,26 @@ def test_bad_run_directories_raise_user_errors(tmp_path):
     run_dir = write_run_dir(tmp_path / "all-failed", methods=(), failing=("winner",))
     with pytest.raises(UserError, match="no finished job.*planted failure"):
         Comparison.from_run_dir(run_dir)
+
+
+def test_run_daily_parquet_keeps_each_seed_beside_the_mean_and_no_placeholder_return(one_window, tmp_path):
+    from trustfolio.quickstart import write_tables
+
+    write_tables(one_window, tmp_path)
+    daily = pd.read_parquet(tmp_path / "daily.parquet")
+    assert {"return_seed0", "return_seed1", "return_seed2"} <= set(daily.columns)
+    for method, by_seed in one_window.chains(1.0).items():
+        rows = daily[daily["strategy"] == method].reset_index(drop=True)
+        assert rows["return"].isna().tolist() == [True] + [False] * (len(rows) - 1)  # day 0 has no return
+        seed_columns = [f"return_seed{seed}" for seed in by_seed]
+        for seed, chained in by_seed.items():
+            np.testing.assert_array_equal(rows[f"return_seed{seed}"].to_numpy()[1:], chained.returns[1:])
+            assert np.isnan(rows[f"return_seed{seed}"].iloc[0])
+        np.testing.assert_allclose(rows["return"], rows[seed_columns].mean(axis=1), rtol=1e-15)
+        others = [c for c in daily.columns if c.startswith("return_seed") and c not in seed_columns]
+        assert rows[others].isna().all().all()  # equal-weight ran seed 0 only
+        mean_metrics = one_window.summary().loc[method]
+        if len(by_seed) == 1:  # one seed: the file's returns are the seed's, so the metrics match
+            r = rows["return"]
+            assert (1.0 + r).prod() - 1.0 == pytest.approx(mean_metrics["CR_mean"], rel=1e-9)
+            assert r.mean() / r.std() * np.sqrt(252) == pytest.approx(mean_metrics["SR_mean"], rel=1e-9)

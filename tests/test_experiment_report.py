@@ -201,3 +201,31 @@ def test_report_of_a_real_runner_run(tmp_path, monkeypatch):
     markdown = (tmp_path / "run" / "report.md").read_text()
     assert path.is_file() and "Per test period" in markdown and "Cost stress" in markdown
     assert "test-broken (missing)" in markdown and "Reality Check p = " in markdown
+
+
+def test_facts_and_significance_count_days_and_returns_the_same_way(single, online):
+    for run_dir in (single, online):
+        markdown = (run_dir / "report.md").read_text()
+        facts = markdown[markdown.index("## Facts") : markdown.index("## Metrics")]
+        significance = markdown[markdown.index("## Significance") : markdown.index("## Curves")]
+        days = int(re.search(r"(\d+) trading days", facts).group(1))
+        returns_in_facts = int(re.search(r"(\d+) daily returns", facts).group(1))
+        returns_in_significance = int(re.search(r"(\d+) daily returns", significance).group(1))
+        assert returns_in_facts == returns_in_significance == days - 1
+        assert not re.search(r"\d+ days\b", significance)  # "days" alone would be ambiguous
+
+
+def test_protocol_fact_reads_as_a_sentence(single, online):
+    single_facts = (single / "report.md").read_text()
+    assert "window(s)" not in single_facts and "(offline)" not in single_facts
+    assert "| offline: 1 test window |" in single_facts
+    assert "| online: 3 test windows (online-1, online-2, online-3) |" in (online / "report.md").read_text()
+
+
+def test_significance_labels_the_reality_check_and_the_studentized_spa(single):
+    markdown = (single / "report.md").read_text()
+    significance = markdown[markdown.index("## Significance") : markdown.index("## Curves")]
+    assert "White Reality Check (arch, not studentized)" in significance
+    assert re.search(r"Hansen SPA \(studentized\): SPA p = [<0-9.]+ \(consistent; lower [0-9.]+, upper [0-9.]+[;)]", significance)
+    hansen = Comparison.from_run_dir(single).significance().attrs["hansen_spa"]
+    assert f"lower {hansen.lower:.3f}, upper {hansen.upper:.3f}" in significance

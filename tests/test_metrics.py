@@ -63,6 +63,12 @@ def test_turnover_and_costs():
     assert tuple(m) == METRIC_NAMES
 
 
+def test_idle_cash_is_the_mean_cash_share():
+    m = compute_metrics(VALUES, 252, cash_share=np.array([0.5, 0.1, 0.0, 0.2]))
+    assert m["idle_cash"] == pytest.approx(0.2)
+    assert math.isnan(compute_metrics(VALUES, 252)["idle_cash"])
+
+
 def test_degenerate_series():
     flat = compute_metrics(np.array([5.0, 5.0, 5.0]), 252)
     assert flat["CR"] == 0.0 and flat["MDD"] == 0.0

@@ -137,3 +137,24 @@ def test_missing_rows_become_nan():
     frame = make_panel().to_frame()
     panel = Panel.from_frame(frame.drop(index=4), name="toy")  # day 1 of S1
     assert np.isnan(panel.close[1, 1]) and not panel.is_clean
+
+
+@pytest.mark.parametrize("text", ["01/04/2019", "04.01.2019", "2019/01/04", "20190104", "2019-1-4", "Jan 4 2019", "2019-02-30"])
+def test_to_day_refuses_anything_but_iso_text(text):
+    from trustfolio.data.panel import to_day
+
+    with pytest.raises(UserError, match="YYYY-MM-DD"):
+        to_day(text)
+
+
+def test_to_day_reads_iso_text_and_python_date_objects():
+    import datetime
+
+    from trustfolio.data.panel import to_day
+
+    expected = np.datetime64("2019-01-04", "D")
+    for value in ("2019-01-04", datetime.date(2019, 1, 4), datetime.datetime(2019, 1, 4, 15, 30),
+                  pd.Timestamp("2019-01-04"), np.datetime64("2019-01-04"), np.datetime64("2019-01-04T10:00")):  # fmt: skip
+        assert to_day(value) == expected
+    with pytest.raises(UserError, match="YYYY-MM-DD"):
+        to_day(20190104)

@@ -240,3 +240,8 @@ def test_resolve_protocol_fills_defaults_and_names_bad_fields():
     ]:
         with pytest.raises(UserError, match=message):
             resolve_protocol(protocol)
+
+
+def test_protocol_dates_must_be_iso():
+    with pytest.raises(UserError, match="YYYY-MM-DD"):
+        resolve_protocol({"kind": "offline", "train": ["01/04/2019", "2019-12-31"], "test": ["2020-01-02", "2020-06-30"]})

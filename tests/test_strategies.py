@@ -67,6 +67,19 @@ def test_make_strategy_names_and_errors():
     assert make_strategy("max-sharpe", window=126).window == 126
 
 
+def test_a_typo_in_a_strategy_option_names_the_valid_parameters():
+    with pytest.raises(UserError, match="lookbak.*valid parameters: lookback, top_k, rebalance_every") as info:
+        make_strategy("momentum", lookbak=63)
+    assert "__init__" not in str(info.value)
+    with pytest.raises(UserError, match="valid parameters: window, refit_every, min_history"):
+        make_strategy("min-variance", objective="max-sharpe")  # the strategy's name fixes the objective
+    with pytest.raises(UserError, match="takes no parameters"):
+        make_strategy("buy-and-hold", lookback=3)
+    with pytest.raises(UserError, match="lookback") as info:
+        make_strategy("momentum", lookback="long")
+    assert "__init__" not in str(info.value)
+
+
 def test_equal_weight_and_buy_and_hold():
     panel = panel_from_close(random_walk([0.01] * 4, T=5))
     np.testing.assert_array_equal(make_strategy("equal-weight").act(observe(panel, 2)), np.full(4, 0.25))

@@ -72,12 +72,14 @@ def train_agent(
     states: str | None = None,
     device: str = "cpu",
     progress: bool = True,
+    on_outliers: str = "fail",
 ) -> Path:
     """Train agent `name` on `dataset`'s training window (then finetune, if a finetune window is
     given or known for the dataset); returns the run directory `out_dir`.
 
     Rerunning the same call resumes from the last checkpoint (a killed run loses at most
-    `checkpoint_every` steps) and gives the same agent as an uninterrupted run.
+    `checkpoint_every` steps) and gives the same agent as an uninterrupted run. `on_outliers` says
+    what cleaning does with one-day spikes and stale prices (fail | warn | clip, `clean`).
     """
     config = resolve_config(name, budget, config)
     if steps is not None:
@@ -86,7 +88,7 @@ def train_agent(
     windows = _windows(raw, train_start, train_end, finetune_start, finetune_end)
     (t0, t1), finetune = windows["train"], windows.get("finetune")
     last_day = max(t1, finetune[1]) if finetune else t1
-    panel, _ = clean(raw.slice(None, last_day), train_start=t0, train_end=t1)
+    panel, _ = clean(raw.slice(None, last_day), train_start=t0, train_end=t1, on_outliers=on_outliers)
     cls = agent_class(name)
     market_states = build_states(states, cls, config, panel, t0, t1)
     sim = SimulatorConfig(
@@ -132,6 +134,7 @@ def evaluate_run(
     *,
     cost_bps: float = 10.0,
     device: str = "cpu",
+    on_outliers: str = "fail",
 ) -> dict[str, Any]:
     """Backtest a trained run on ``[start, end]`` (default: from the day after its last training day
     to the end of the data) with costs (`cost_bps`, 100-share lots on CSI) and without, beside 1/N;
@@ -153,7 +156,8 @@ def evaluate_run(
             f"{run_dir}: the evaluation starts on {start}, but the agent learned from days up to "
             f"{learned_until}; evaluate after its training window"
         )
-    panel, _ = clean(raw.slice(None, end), train_start=run["train"][0], train_end=run["train"][1])
+    panel, _ = clean(raw.slice(None, end), train_start=run["train"][0], train_end=run["train"][1],
+                     on_outliers=on_outliers)  # fmt: skip
     if list(panel.tickers) != run["tickers"]:
         raise UserError(
             f"{run_dir}: cleaning {panel.name} keeps other stocks than the {len(run['tickers'])} the "

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+import yaml
 from rich.console import Console
 from rich.table import Table
 
@@ -30,22 +31,57 @@ app.add_typer(bench_app, name="bench")
 console = Console()
 errors = Console(stderr=True)
 
+OnOutliers = Annotated[str, typer.Option(help="one-day spikes and stale prices in the data: fail (refuse the data) | warn (keep and list them) | clip (fill spike days like suspended days)")]
 DatasetArg = Annotated[str, typer.Option("--dataset", "-d", help="sp500 | stockformer:PATH | yahoo-dir:PATH | table:PATH | yahoo:T1,T2")]
 
 
 def metrics_rich_table(title: str, metrics: dict[str, dict[str, float]]) -> Table:
+    """One row per metric, one column per strategy: a few strategies always fit 80 columns."""
     from trustfolio.evaluation.report import TABLE_COLUMNS, format_metric
 
-    # The terminal gets the headline columns (fits 80 columns); saved results have them all.
-    headline = ("CR", "AR", "SR", "MDD", "volatility", "turnover", "total_costs")
-    columns = [c for c in headline if any(c in m for m in metrics.values())]
+    # The terminal gets the headline metrics; saved results have them all.
+    headline = ("CR", "AR", "SR", "MDD", "volatility", "turnover", "total_costs", "idle_cash")
+    rows = [c for c in headline if any(c in m for m in metrics.values())]
     table = Table(title=title)
-    table.add_column("strategy", style="bold", no_wrap=True)
-    for column in columns:
-        table.add_column(TABLE_COLUMNS[column][0], justify="right", no_wrap=True)
-    for name, values in metrics.items():
-        table.add_row(name, *(format_metric(c, values.get(c)) for c in columns))
+    table.add_column("metric", style="bold", no_wrap=True)
+    for name in metrics:
+        table.add_column(name, justify="right", no_wrap=True)
+    for row in rows:
+        table.add_row(TABLE_COLUMNS[row][0], *(format_metric(row, values.get(row)) for values in metrics.values()))
     return table
+
+
+def parse_params(items: list[str]) -> dict[str, Any]:
+    """``["lookback=63", "top_k=5"]`` -> ``{"lookback": 63, "top_k": 5}``; values are read as YAML
+    scalars, so numbers become numbers and ``true``/``false`` booleans."""
+    params: dict[str, Any] = {}
+    for item in items:
+        name, equals, text = item.partition("=")
+        name = name.strip()
+        if not equals or not name:
+            raise UserError(f"--param {item!r}: expected NAME=VALUE, e.g. --param lookback=63")
+        if name in params:
+            raise UserError(f"--param {name} is given twice; give each parameter once")
+        try:
+            params[name] = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError:
+            params[name] = text
+    return params
+
+
+def warn_idle_cash(metrics: dict[str, dict[str, float]], hint: str = "") -> None:
+    """One line on stderr per strategy that kept more than `IDLE_CASH_WARNING` of its value in cash
+    on an average day: its numbers then mostly measure lot rounding, not the strategy."""
+    from trustfolio.evaluation.metrics import IDLE_CASH_WARNING
+
+    for name, values in metrics.items():
+        idle = values.get("idle_cash")
+        if idle is not None and idle == idle and idle > IDLE_CASH_WARNING:
+            errors.print(
+                f"warning: {name} left {idle:.0%} of its value idle in cash on an average day (above "
+                f"{IDLE_CASH_WARNING:.0%}), mostly from rounding orders to whole lots{hint}",
+                markup=False, highlight=False, soft_wrap=True,
+            )
 
 
 @app.command("datasets")
@@ -67,13 +103,14 @@ def inspect_command(
     train_start: Annotated[str | None, typer.Option(help="training window start (coverage is judged on it)")] = None,
     train_end: Annotated[str | None, typer.Option(help="training window end")] = None,
     min_coverage: Annotated[float, typer.Option(help="keep stocks traded on at least this share of training days")] = 0.98,
+    on_outliers: OnOutliers = "fail",
 ) -> None:
     """Load DATASET, clean it, and print what it holds and what cleaning changed."""
     from trustfolio.data.cleaning import clean
     from trustfolio.data.loaders import load_dataset
 
     raw = load_dataset(dataset)
-    panel, report = clean(raw, train_start=train_start, train_end=train_end, min_coverage=min_coverage)
+    panel, report = clean(raw, train_start=train_start, train_end=train_end, min_coverage=min_coverage, on_outliers=on_outliers)
     console.print(f"[bold]{dataset}[/bold]: {raw!r}")
     facts = Table(show_header=False)
     facts.add_row("trading days", f"{panel.T}  ({panel.start} → {panel.end})")
@@ -82,6 +119,15 @@ def inspect_command(
     facts.add_row("benchmark", panel.benchmark_name or "none (market = equal-weight buy-and-hold proxy)")
     facts.add_row("cleaning", report.summary())
     console.print(facts)
+    outliers = [("one-day spike", t, day) for t, days in report.spikes.items() for day in days]
+    outliers += [("stale price", t, run) for t, runs in report.flat_runs.items() for run in runs]
+    if outliers:
+        table = Table(title=f"outliers (--on-outliers {on_outliers})")
+        for column in ("kind", "ticker", "day(s)"):
+            table.add_column(column)
+        for row in outliers:
+            table.add_row(*row)
+        console.print(table)
     closes = panel.close
     stats = Table(title="close price by stock (first 20)")
     for column in ("ticker", "first", "last", "min", "max", "total return"):
@@ -94,7 +140,8 @@ def inspect_command(
 
 @app.command("backtest")
 def backtest_command(
-    strategy: Annotated[str, typer.Option("--strategy", "-s", help="market | equal-weight | buy-and-hold | min-variance | max-sharpe | momentum")],
+    strategy: Annotated[list[str], typer.Option("--strategy", "-s", help="market | equal-weight | buy-and-hold | min-variance | max-sharpe | momentum")],
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="a strategy parameter NAME=VALUE, e.g. lookback=63 (repeatable)")] = None,
     dataset: DatasetArg = "sp500",
     start: Annotated[str | None, typer.Option(help="first test day (YYYY-MM-DD)")] = None,
     end: Annotated[str | None, typer.Option(help="last test day (YYYY-MM-DD)")] = None,
@@ -103,30 +150,40 @@ def backtest_command(
     lots: Annotated[bool, typer.Option(help="round share quantities to the market's lot size")] = True,
     fill: Annotated[str, typer.Option(help="close (fill at the close of the decision day) | next_open")] = "close",
     out: Annotated[Path | None, typer.Option(help="directory to save daily.parquet and result.json")] = None,
+    on_outliers: OnOutliers = "fail",
 ) -> None:
     """Backtest one classic strategy on DATASET between START and END."""
     from trustfolio.data.cleaning import clean
     from trustfolio.data.loaders import load_dataset
     from trustfolio.evaluation.backtest import backtest
-    from trustfolio.strategies import make_strategy
+    from trustfolio.strategies import STRATEGIES, make_strategy
 
+    if len(strategy) > 1:
+        raise UserError(
+            f"--strategy was given {len(strategy)} times ({', '.join(strategy)}); give it once, one of "
+            f"{', '.join(STRATEGIES)} (to compare several, list them in an experiment file for `trustfolio run`)"
+        )
+    strategy = strategy[0]
+    params = parse_params(param or [])
     if cost_bps < 0:
         raise UserError(f"--cost-bps must be >= 0, got {cost_bps}")
     if initial_cash <= 0:
         raise UserError(f"--initial-cash must be > 0, got {initial_cash}")
     if fill not in ("close", "next_open"):
         raise UserError(f"--fill must be 'close' or 'next_open', got {fill!r}")
-    policy = make_strategy(strategy)
+    policy = make_strategy(strategy, **params)
     raw = load_dataset(dataset)
     i0, i1 = raw.span(start, end)
     # Stock coverage is judged on the days before the test window (all days if it starts the panel).
     train_end = raw.dates[i0 - 1] if i0 > 0 else raw.dates[i1 - 1]
-    panel, _ = clean(raw.take_days(slice(0, i1)), train_end=train_end)
+    panel, _ = clean(raw.take_days(slice(0, i1)), train_end=train_end, on_outliers=on_outliers)
     result = backtest(
         policy, panel, raw.dates[i0], raw.dates[i1 - 1],
         cost_bps=cost_bps, initial_cash=initial_cash, round_lots=lots, fill=fill,
     )
+    result.config["strategy_params"] = params
     console.print(metrics_rich_table(f"{strategy} on {dataset}, {raw.dates[i0]} → {raw.dates[i1 - 1]}, {cost_bps:g} bps", {result.name: result.metrics()}))
+    warn_idle_cash({result.name: result.metrics()}, "; raise --initial-cash or pass --no-lots")
     if out is not None:
         result.save(out)
         console.print(f"saved to {out}")
@@ -166,8 +223,8 @@ def _print_comparison(comparison) -> None:
     """Mean ± std table (costs ×1) and, when there are several, the other cost multiples' CR/SR."""
     summary = comparison.summary(1.0)
     # The terminal gets the headline columns in 80 characters; the report has them all.
-    formats = {"CR": "{:+.2f}", "SR": "{:.2f}", "MDD": "{:.2f}", "total_costs": "{:.2%}"}
-    headers = {"total_costs": "costs"}
+    formats = {"CR": "{:+.2f}", "SR": "{:.2f}", "MDD": "{:.2f}", "total_costs": "{:.2%}", "idle_cash": "{:.1%}"}
+    headers = {"total_costs": "costs", "idle_cash": "idle"}
     columns = [c for c in formats if f"{c}_mean" in summary.columns]
     table = Table(title="mean ± std over seeds (costs ×1; deterministic methods: one run)")
     table.add_column("method", style="bold", no_wrap=True)
@@ -200,6 +257,7 @@ def _print_comparison(comparison) -> None:
                     cells.append("–")
             cost_table.add_row(str(method), *cells)
         console.print(cost_table)
+    warn_idle_cash({str(m): {"idle_cash": summary.loc[m, "idle_cash_mean"]} for m in summary.index if "idle_cash_mean" in summary})
     for method, reason in comparison.missing.items():
         errors.print(f"missing: {method}: {reason}", markup=False)
 
@@ -262,6 +320,7 @@ def train_command(
     train_start: Annotated[str | None, typer.Option(help="first training day (default: the dataset's split)")] = None,
     train_end: Annotated[str | None, typer.Option(help="last training day")] = None,
     device: Annotated[str, typer.Option(help="cpu | cuda")] = "cpu",
+    on_outliers: OnOutliers = "fail",
 ) -> None:
     """Train an RL agent on DATASET's training window; rerunning the same command resumes from the
     last checkpoint."""
@@ -269,12 +328,14 @@ def train_command(
     from trustfolio.agents.registry import agent_class
 
     budgets = agent_class(agent).budgets  # an unknown agent fails here, naming the known ones
+    if steps is not None and steps < 1:
+        raise UserError(f"--steps must be >= 1 (environment steps to train), got {steps}")
     if config is not None and config in budgets and not Path(config).exists():
         budget, config = config, None  # `--config cpu` names a budget
     out = out or Path("runs") / f"train-{agent}-{dataset.split(':')[0]}-seed{seed}"
     run_dir = train_agent(
         agent, dataset, config=config, budget=budget, seed=seed, steps=steps, out_dir=out,
-        train_start=train_start, train_end=train_end, device=device,
+        train_start=train_start, train_end=train_end, device=device, on_outliers=on_outliers,
     )
     console.print(f"trained: {run_dir}  (evaluate with `trustfolio evaluate {run_dir} --dataset {dataset}`)")
 
@@ -286,15 +347,17 @@ def evaluate_command(
     start: Annotated[str | None, typer.Option(help="first test day (default: the day after training)")] = None,
     end: Annotated[str | None, typer.Option(help="last test day")] = None,
     cost_bps: Annotated[float, typer.Option(help="proportional cost per side, basis points")] = 10.0,
+    on_outliers: OnOutliers = "fail",
 ) -> None:
     """Backtest a trained agent beside 1/N, with and without costs; writes RUN_DIR/metrics.json."""
     from trustfolio.agent_runs import evaluate_run
 
     if cost_bps < 0:
         raise UserError(f"--cost-bps must be >= 0, got {cost_bps}")
-    document = evaluate_run(run_dir, dataset, start, end, cost_bps=cost_bps)
+    document = evaluate_run(run_dir, dataset, start, end, cost_bps=cost_bps, on_outliers=on_outliers)
     console.print(metrics_rich_table(f"{cost_bps:g} bps per side", document["strategies"]))
     console.print(metrics_rich_table("without costs", document["strategies_no_costs"]))
+    warn_idle_cash(document["strategies"])
     console.print(f"metrics: {Path(run_dir) / 'metrics.json'}")
 
 

@@ -5,8 +5,11 @@ strategies, 3 seeds, costs at 1×/3×/5×) with the resumable runner, then write
 
     metrics.json    {"strategies": {method: {"CR":…, "AR":…, "SR":…, "MDD":…, …}}, …}  (mean over
                     seeds, costs ×1; `strategies_std` has the standard deviations, `n_seeds` the counts)
-    daily.parquet   one row per (date, strategy): `return` (mean across seeds, costs ×1) and `value`
-                    (the growth of one unit of capital under those returns)
+    daily.parquet   one row per (date, strategy) at costs ×1: `return` (the mean across the
+                    strategy's seeds of their daily returns), `value` (the growth of one unit of
+                    capital under those mean returns) and `return_seed<k>` (seed k's own daily
+                    returns; NaN for a seed the strategy did not run, e.g. deterministic methods
+                    run seed 0 only). Every return is NaN on the first day, which has none.
     report.html     the experiment report (`report.md` and the PNG plots beside it)
 
 Rerunning the same command skips every finished job, so it only rebuilds the tables.
@@ -79,22 +82,25 @@ def write_tables(comparison: Comparison, run_dir: Path) -> None:
     write_atomic(run_dir / "metrics.json", json.dumps(document, indent=2))
 
     frames = []
-    growth = comparison.growth(1.0)
-    for method, returns in comparison.daily_returns(1.0).items():
-        # `daily_returns` leaves out the first test day (capital invested, no return yet).
-        first_day = growth[method].index[0]
-        value = np.concatenate([[1.0], np.cumprod(1.0 + returns.to_numpy(dtype=np.float64))])
-        frames.append(
-            pd.DataFrame(
-                {
-                    "date": pd.DatetimeIndex([first_day, *returns.index]),
-                    "strategy": method,
-                    "value": value,  # growth of one unit of capital
-                    "return": np.r_[0.0, returns.to_numpy(dtype=np.float64)],
-                }
-            )
-        )
-    columns = ["date", "strategy", "value", "return"]
+    chains = comparison.chains(1.0)
+    seeds = sorted({seed for by_seed in chains.values() for seed in by_seed})
+    for method, mean_returns in comparison.daily_returns(1.0).items():
+        # `daily_returns` leaves out the chain's first day (capital invested, no return yet); the
+        # table keeps that day, with NaN returns, as the starting point of `value`.
+        by_seed = chains[method]
+        dates = next(iter(by_seed.values())).dates
+        mean = mean_returns.to_numpy(dtype=np.float64)
+        columns = {
+            "date": pd.DatetimeIndex(dates),
+            "strategy": method,
+            "value": np.concatenate([[1.0], np.cumprod(1.0 + mean)]),  # growth of one unit of capital
+            "return": np.r_[np.nan, mean],
+        }
+        for seed in seeds:
+            own = by_seed[seed].returns[1:] if seed in by_seed else np.full(len(mean), np.nan)
+            columns[f"return_seed{seed}"] = np.r_[np.nan, own]
+        frames.append(pd.DataFrame(columns))
+    columns = ["date", "strategy", "value", "return", *(f"return_seed{seed}" for seed in seeds)]
     daily = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
     write_atomic(run_dir / "daily.parquet", lambda path: daily.to_parquet(path, index=False))
 

@@ -11,12 +11,34 @@ Three rules, in this order (the MetaTrader paper's S2 filter plus a causal fill)
    on both t-1 and t (0 when there are none). Open/high/low of a filled day equal its close and
    volume is 0. A run of more than `max_gap` consecutive missing days is an error, not a fill.
 
-Everything day t of the result holds is computed from days <= t of the input.
+Before the fill, two kinds of bad prints in the kept stocks are looked for (`on_outliers` decides
+what happens to them: ``fail``, the default, refuses the panel with one line naming the first;
+``warn`` keeps the data and lists them in the report; ``clip`` also lists them and treats each spike
+day as a suspended day, filled by rule 3):
+
+- an **isolated one-day spike**: a close that jumps by a factor of at least ``1 + SPIKE_MIN_MOVE``
+  (×1.5 or ÷1.5) and reverts the next day (undoing at least half of the jump, by at least that
+  factor too), both moves beyond ``SPIKE_VOL_MULTIPLE`` (10) times the stock's trailing daily
+  volatility. The volatility is trailing: a robust scale (1.4826 × the median absolute log return)
+  of the ``VOL_WINDOW`` (63) daily returns up to the day before the jump, so a past spike does not
+  inflate it and nothing after the jump enters it; with fewer than 20 returns only the 50 % floor
+  applies. A crash that does not revert is never a spike. None of the development datasets (csi88,
+  stocknet88, the embedded sp500) has one: their largest reverting round trip is about 30 %.
+- a **stale price**: the same close on more than ``MAX_FLAT_DAYS`` (10) consecutive trading days
+  although volume was reported on each of them. The same run without reported volume is a
+  suspension the source carried forward (csi88 has runs of up to 258 days; csi88 and sp500 report
+  no volume at all): it is listed in the report as `suspended_runs` and never refused. (A zero or
+  negative price never gets this far: `Panel` refuses it.)
+
+Everything day t of the result holds is computed from days <= t of the input, with one opt-in
+exception: deciding that day t is a spike takes day t+1 (the reversion), so ``clip`` repairs day t
+with knowledge of day t+1. ``fail`` and ``warn`` change no price.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+import math
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -25,6 +47,18 @@ from trustfolio.data.panel import Panel
 from trustfolio.errors import DataError, UserError
 
 DEFAULT_MAX_GAP = 20  # about a trading month: longer suspensions are events, not noise to paper over
+
+OUTLIER_POLICIES = ("fail", "warn", "clip")
+SPIKE_VOL_MULTIPLE = 10.0  # both legs of a spike beyond this many trailing daily volatilities…
+SPIKE_MIN_MOVE = 0.5  # …and beyond a factor 1.5 in price: no real round trip in our data is near
+VOL_WINDOW = 63  # trading days (a quarter) of returns behind the trailing volatility
+VOL_MIN_RETURNS = 20  # fewer returns than this: no volatility yardstick, the price floor alone decides
+MAX_FLAT_DAYS = 10  # the same close with volume on more days than this is a stale feed
+
+def _checked_policy(on_outliers: str) -> str:
+    if on_outliers not in OUTLIER_POLICIES:
+        raise UserError(f"on_outliers must be one of {', '.join(OUTLIER_POLICIES)}, not {on_outliers!r}")
+    return on_outliers
 
 
 @dataclass(frozen=True)
@@ -43,6 +77,10 @@ class CleaningReport:
     completed: dict[str, int]  # ticker -> days with a close but no open/high/low (set to the close)
     fill_source: str  # what the daily change rate of a filled day came from
     benchmark_filled: int  # days the benchmark level was carried forward
+    on_outliers: str = "fail"
+    spikes: dict[str, list[str]] = field(default_factory=dict)  # ticker -> days of one-day spikes
+    flat_runs: dict[str, list[str]] = field(default_factory=dict)  # ticker -> stale runs, with volume
+    suspended_runs: dict[str, list[str]] = field(default_factory=dict)  # ticker -> same runs, no volume
 
     def summary(self) -> str:
         """One readable paragraph."""
@@ -71,6 +109,17 @@ class CleaningReport:
             text += f" Set missing open/high/low to the close on {sum(self.completed.values())} stock-days."
         if self.benchmark_filled:
             text += f" Carried the benchmark forward on {self.benchmark_filled} days."
+        if self.spikes:
+            what = "filled like suspended days" if self.on_outliers == "clip" else "kept as they are"
+            text += f" One-day spikes ({what}): {_listing(self.spikes)}."
+        if self.flat_runs:
+            text += f" Stale prices (the same close for more than {MAX_FLAT_DAYS} days with volume): {_listing(self.flat_runs)}."
+        if self.suspended_runs:
+            runs = sum(len(r) for r in self.suspended_runs.values())
+            text += (
+                f" {runs} runs of more than {MAX_FLAT_DAYS} days with an unchanged close and no reported "
+                f"volume (suspensions carried forward by the source) in {len(self.suspended_runs)} stocks."
+            )
         return text
 
     def to_dict(self) -> dict[str, Any]:
@@ -80,6 +129,11 @@ class CleaningReport:
         return out
 
 
+def _listing(runs: dict[str, list[str]], limit: int = 10) -> str:
+    items = [f"{ticker} on {day}" for ticker, days in runs.items() for day in days]
+    return ", ".join(items[:limit]) + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
 def clean(
     panel: Panel,
     *,
@@ -87,13 +141,15 @@ def clean(
     train_end: Any = None,
     min_coverage: float = 0.98,
     max_gap: int = DEFAULT_MAX_GAP,
+    on_outliers: str = "fail",
 ) -> tuple[Panel, CleaningReport]:
     """A NaN-free copy of `panel` (`is_clean`) and a report of what was dropped and filled.
 
     `train_start`/`train_end` (default: the whole panel) bound the days on which coverage is
     measured. Raises `DataError` when a kept stock has a run of more than `max_gap` consecutive
-    days without a close, or when no stock is left.
+    days without a close, when no stock is left, or (``on_outliers="fail"``, the default) on a one-day spike or a stale price (module docstring).
     """
+    on_outliers = _checked_policy(on_outliers)
     if not 0.0 <= min_coverage <= 1.0:
         raise UserError(f"min_coverage must be between 0 and 1, not {min_coverage}")
     if int(max_gap) != max_gap or max_gap < 0:
@@ -120,6 +176,13 @@ def clean(
     if dropped:
         panel = panel.select(kept)
         traded = np.isfinite(panel.close)
+    suspended = ~traded
+    spike_days = _find_spikes(panel.close.astype(np.float64), traded)
+    flat_runs, suspended_runs = _find_flat_runs(panel, traded)
+    if on_outliers == "fail":
+        _refuse_outliers(panel, spike_days, flat_runs)
+    if on_outliers == "clip":
+        traded = traded & ~spike_days  # a spike day is filled like a suspended day
     _check_gaps(panel, traded, int(max_gap))
 
     rate, source = _market_change_rate(panel, traded)
@@ -143,7 +206,7 @@ def clean(
         benchmark_name=panel.benchmark_name if benchmark is not None else None,
         **{name: values.astype(np.float32) for name, values in fields.items()},
     )
-    filled_days = (~traded).sum(axis=0)
+    filled_days = suspended.sum(axis=0)
     report = CleaningReport(
         name=panel.name,
         days=panel.T,
@@ -157,8 +220,101 @@ def clean(
         completed={t: int(n) for t, n in zip(kept, completed, strict=True) if n},
         fill_source=source,
         benchmark_filled=benchmark_filled,
+        on_outliers=on_outliers,
+        spikes=_days_by_ticker(panel, spike_days),
+        flat_runs=_runs_by_ticker(panel, flat_runs),
+        suspended_runs=_runs_by_ticker(panel, suspended_runs),
     )
     return cleaned, report
+
+
+# ---------------------------------------------------------------------------------------- outliers
+def trailing_volatility(log_returns: np.ndarray, t: int, j: int) -> float:
+    """A robust daily volatility of stock j from the `VOL_WINDOW` returns before day t
+    (``log_returns[t - VOL_WINDOW : t, j]``, NaN skipped): 1.4826 × their median absolute value,
+    which equals the standard deviation for normal returns and ignores a few huge ones (an earlier
+    spike). NaN with fewer than `VOL_MIN_RETURNS` known returns. Day t's own return never enters.
+    """
+    window = log_returns[max(0, t - VOL_WINDOW) : t, j]
+    known = window[np.isfinite(window)]
+    return 1.4826 * float(np.median(np.abs(known))) if len(known) >= VOL_MIN_RETURNS else math.nan
+
+
+def _find_spikes(close: np.ndarray, traded: np.ndarray) -> np.ndarray:
+    """Boolean [T, N]: day t is an isolated one-day spike (module docstring for the rule)."""
+    both = traded[1:] & traded[:-1]
+    log_returns = np.full(close.shape, np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        log_returns[1:] = np.where(both, np.log(close[1:] / close[:-1]), np.nan)
+    jump, back = log_returns[1:-1], log_returns[2:]  # into day t and out of it, t = 1 .. T-2
+    smaller = np.minimum(np.abs(jump), np.abs(back))  # NaN when either is unknown: never a spike
+    with np.errstate(invalid="ignore"):
+        candidate = (
+            (np.sign(jump) == -np.sign(back))
+            & (smaller >= math.log1p(SPIKE_MIN_MOVE))
+            & (np.abs(jump + back) <= 0.5 * np.abs(jump))  # undoes at least half of the jump
+        )
+    days = np.zeros(close.shape, dtype=bool)
+    # Candidates are rare (none in our real data), so the trailing yardstick is computed for them only.
+    for t, j in np.argwhere(candidate):
+        sigma = trailing_volatility(log_returns, t + 1, j)
+        days[t + 1, j] = not smaller[t, j] <= SPIKE_VOL_MULTIPLE * sigma  # beyond it, or none yet
+    return days
+
+
+def _find_flat_runs(panel: Panel, traded: np.ndarray) -> tuple[list, list]:
+    """Runs ``(column, first day, last day)`` of more than `MAX_FLAT_DAYS` traded days with the same
+    close: those with volume on every repeated day (stale), and the others (suspensions)."""
+    close = panel.close
+    repeated = np.zeros(close.shape, dtype=bool)  # day t has the close of day t-1
+    repeated[1:] = traded[1:] & traded[:-1] & (close[1:] == close[:-1])
+    with_volume = np.nan_to_num(panel.volume) > 0
+    stale, quiet = [], []
+    for j in range(panel.N):  # a loop over stocks, not days: each column is found with numpy
+        edges = np.diff(np.r_[0, repeated[:, j].astype(np.int8), 0])
+        for first_repeat, end in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True):
+            first = first_repeat - 1  # the day whose close is repeated
+            if end - first > MAX_FLAT_DAYS:
+                (stale if with_volume[first_repeat:end, j].all() else quiet).append((j, first, end - 1))
+    return stale, quiet
+
+
+def _refuse_outliers(panel: Panel, spike_days: np.ndarray, flat_runs: list) -> None:
+    """Raise `DataError` naming the first spike or stale run (in date order)."""
+    how = "pass on_outliers='warn' (--on-outliers warn) to keep it"
+    if spike_days.any():
+        t, j = np.argwhere(spike_days)[np.argmin(np.argwhere(spike_days)[:, 0])]
+        c = panel.close[:, j].astype(np.float64)
+        raise DataError(
+            f"{panel.name}: {panel.tickers[j]} has an isolated one-day spike on {panel.dates[t]}: the "
+            f"close goes {c[t - 1]:.6g} → {c[t]:.6g} → {c[t + 1]:.6g}, beyond {SPIKE_VOL_MULTIPLE:g}× its "
+            f"trailing daily volatility and {SPIKE_MIN_MOVE:.0%} both ways, most likely a data error; fix "
+            f"the data, or pass on_outliers='clip' (--on-outliers clip) to fill that day like a "
+            f"suspended day, or {how}"
+        )
+    if flat_runs:
+        j, first, last = min(flat_runs, key=lambda run: run[1])
+        raise DataError(
+            f"{panel.name}: {panel.tickers[j]} has the same close {panel.close[first, j]:.6g} on "
+            f"{last - first + 1} consecutive trading days, {panel.dates[first]} → {panel.dates[last]}, "
+            f"with volume reported on each: a stale price feed; fix the data, or {how}"
+        )
+
+
+def _days_by_ticker(panel: Panel, days: np.ndarray) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for t, j in sorted(map(tuple, np.argwhere(days)), key=lambda tj: (tj[1], tj[0])):
+        out.setdefault(panel.tickers[j], []).append(str(panel.dates[t]))
+    return out
+
+
+def _runs_by_ticker(panel: Panel, runs: list) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for j, first, last in runs:
+        out.setdefault(panel.tickers[j], []).append(
+            f"{panel.dates[first]} → {panel.dates[last]} ({last - first + 1} days)"
+        )
+    return out
 
 
 def _check_gaps(panel: Panel, traded: np.ndarray, max_gap: int) -> None:

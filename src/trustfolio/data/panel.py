@@ -7,7 +7,9 @@ tickers are strings. A panel may hold NaN (a stock not traded that day) straight
 
 from __future__ import annotations
 
+import datetime
 import hashlib
+import re
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
@@ -39,12 +41,29 @@ class Calendar:
 
 
 def to_day(value: Any) -> np.datetime64:
-    """Parse a date given as text, `datetime`, `pd.Timestamp` or `datetime64` into `datetime64[D]`."""
-    try:
-        day = np.datetime64(pd.Timestamp(value).date(), "D")
-    except (ValueError, TypeError) as exc:
-        raise UserError(f"cannot read {value!r} as a date (expected YYYY-MM-DD)") from exc
-    return day
+    """A date as `datetime64[D]`: ISO text ``YYYY-MM-DD``, or a `datetime.date`/`datetime`,
+    `pd.Timestamp` or `numpy.datetime64` (their time of day is dropped).
+
+    Text in any other layout is refused rather than guessed: ``01/04/2019`` is 4 January to some
+    readers and 1 April to others, and a silently misread test window is worse than an error.
+    """
+    if isinstance(value, str):
+        text = value.strip()
+        if _ISO_DAY.fullmatch(text):
+            try:
+                return np.datetime64(datetime.date.fromisoformat(text), "D")
+            except ValueError:
+                pass  # 2019-02-30: the right layout but no such day
+        raise UserError(f"cannot read {value!r} as a date: write it as YYYY-MM-DD, e.g. 2019-04-01")
+    if isinstance(value, np.datetime64) and not np.isnat(value):
+        return value.astype("datetime64[D]")
+    if isinstance(value, datetime.date) and not isinstance(value, type(pd.NaT)):
+        day = value.date() if isinstance(value, datetime.datetime) else value  # pd.Timestamp too
+        return np.datetime64(day, "D")
+    raise UserError(f"cannot read {value!r} as a date: write it as YYYY-MM-DD, e.g. 2019-04-01")
+
+
+_ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 @dataclass(frozen=True, eq=False)

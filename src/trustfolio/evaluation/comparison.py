@@ -33,7 +33,7 @@ import pandas as pd
 import yaml
 
 from trustfolio.errors import DataError, UserError
-from trustfolio.evaluation import stats
+from trustfolio.evaluation import snooping, stats
 from trustfolio.evaluation.metrics import METRIC_NAMES, sharpe_ratio
 from trustfolio.evaluation.result import BacktestResult
 
@@ -80,6 +80,7 @@ def chain_results(results: Sequence[BacktestResult]) -> BacktestResult:
         weights=np.empty((len(dates), 0)),  # tickers may differ between windows
         turnover=np.concatenate([r.turnover for r in results]),
         costs=np.concatenate([s * r.costs for s, r in zip(scale, results, strict=True)]),
+        cash_share=np.concatenate([r.cash_share for r in results]),
         tickers=(),
         trading_days_per_year=results[0].trading_days_per_year,
         config={"chained_windows": len(results)},
@@ -240,10 +241,13 @@ class Comparison:
         The table is `stats.significance_table` over the mean-across-seeds daily returns, on the
         dates every method has: mean annualized excess return, Newey-West t and p, stationary
         bootstrap p, Benjamini-Hochberg q-values. ``table.attrs`` holds the tests over all methods:
-        ``reference``, ``reality_check_p`` and ``spa_p`` (White's Reality Check and Hansen's SPA:
-        does any method beat the reference?), ``rc_best``, ``n_models`` (methods in those tests),
+        ``reference``; does any method beat the reference? ``reality_check_p`` (White's Reality
+        Check, arch, on raw mean differences), ``spa_p`` (arch's SPA p-value: also not
+        studentized), ``rc_best`` (highest mean), ``hansen_spa`` (a `snooping.SPAResult`: Hansen's
+        studentized SPA test, lower/consistent/upper p-values), ``n_models`` (methods in those tests),
         and the deflated Sharpe ratio of the method with the highest Sharpe ratio given the number
-        of methods tried: ``dsr_method``, ``dsr`` (a `stats.DSRResult`), ``n_trials``, ``n_days``.
+        of methods tried: ``dsr_method``, ``dsr`` (a `snooping.DSRResult`), ``n_trials``, and ``n_returns``
+        (the daily returns tested: one fewer than the test days, whose first has no return).
         The best method is picked by the Sharpe ratio of these same mean-across-seeds returns, and
         every method counts as a trial.
         """
@@ -267,22 +271,24 @@ class Comparison:
         table = stats.significance_table(arrays, reference, reps=reps, seed=seed)
 
         others = {method: a for method, a in arrays.items() if method != reference}
-        across = stats.reality_check_and_spa(others, arrays[reference], reps=reps, seed=seed)
+        across = snooping.reality_check_and_spa(others, arrays[reference], reps=reps, seed=seed)
+        hansen = snooping.hansen_spa(others, arrays[reference], reps=reps, seed=seed)
         sharpe = {method: sharpe_ratio(a) for method, a in arrays.items()}
         best = max(sharpe, key=lambda m: -math.inf if math.isnan(sharpe[m]) else sharpe[m])
-        dsr = stats.deflated_sharpe_ratio(
-            arrays[best], n_trials=len(arrays), sharpe_variance=stats.trial_sharpe_variance(arrays)
+        dsr = snooping.deflated_sharpe_ratio(
+            arrays[best], n_trials=len(arrays), sharpe_variance=snooping.trial_sharpe_variance(arrays)
         )
         table.attrs.update(
             reference=reference,
             reality_check_p=across["reality_check_p"],
             spa_p=across["spa_p"],
             rc_best=across["best"],
+            hansen_spa=hansen,
             n_models=across["n_models"],
             dsr_method=best,
             dsr=dsr,
             n_trials=len(arrays),
-            n_days=len(common),
+            n_returns=len(common),
         )
         return table
 

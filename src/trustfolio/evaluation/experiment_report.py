@@ -7,8 +7,8 @@
 - ``cumulative_return.png``, ``drawdown.png`` and, with several test windows, ``per_period.png``.
 
 Sections: the run's facts, the metrics table (mean ± std across seeds, best of each column in
-bold), significance against the reference (with q-values) plus White's Reality Check, Hansen's SPA
-and the deflated Sharpe ratio, cumulative-return and drawdown curves (mean across seeds, min–max
+bold), significance against the reference (with q-values) plus White's Reality Check (arch, not
+studentized), Hansen's studentized SPA test (`snooping.hansen_spa`) and the deflated Sharpe ratio, cumulative-return and drawdown curves (mean across seeds, min–max
 band), per-period table and bars (several windows only), cost-stress table (several cost multiples
 only), failed jobs, and the experiment's YAML. Every file is written to a temporary name and
 renamed, and all content is built before the first write, so a crash leaves no half report.
@@ -216,11 +216,16 @@ def _significance_section(comparison: Comparison) -> tuple[Table | None, list[st
     except TrustfolioError as exc:
         return None, [f"Significance not computed: {exc}"]
     a = table.attrs
-    dsr = a["dsr"]
+    dsr, spa = a["dsr"], a["hansen_spa"]
     lines = [
-        f"The {a['n_models']} method(s) besides {a['reference']} together ({a['n_days']} days): "
-        f"White's Reality Check p = {a['reality_check_p']:.3f}, Hansen's SPA p = {a['spa_p']:.3f} "
-        f"(null: no method beats {a['reference']}; best: {a['rc_best']}).",
+        f"Does any of the {a['n_models']} method{'s' if a['n_models'] > 1 else ''} besides "
+        f"{a['reference']} beat it ({a['n_returns']} daily returns)? "
+        f"White Reality Check (arch, not studentized): Reality Check p = {a['reality_check_p']:.3f} "
+        f"(best mean: {a['rc_best']}). "
+        f"Hansen SPA (studentized): SPA p = {spa.consistent:.3f} (consistent; lower {spa.lower:.3f}, "
+        f"upper {spa.upper:.3f}; best studentized mean: {spa.best}). Studentizing divides each "
+        "method's mean excess by its own bootstrap standard error, so a volatile method cannot mask a "
+        "steady one.",
         f"Deflated Sharpe ratio of {a['dsr_method']} (highest Sharpe ratio) given {a['n_trials']} methods "
         f"tried: DSR = {dsr.dsr:.3f}, the probability that its true Sharpe ratio exceeds "
         f"{dsr.sr0_annualized:.2f}, the best the {a['n_trials']} methods would reach by luck "
@@ -349,16 +354,23 @@ def experiment_facts(comparison: Comparison) -> list[tuple[str, str]]:
         else str(protocol)
     )
     seeds = experiment.get("seeds") or sorted({j.seed for j in comparison.jobs})
+    windows = comparison.windows
+    named = windows != [kind]  # an offline run's one window is called "offline": do not repeat it
+    window_names = f" ({', '.join(windows[:6])}{', …' if len(windows) > 6 else ''})" if named else ""
     multiples = ", ".join(f"×{m:g}" for m in comparison.cost_multiples)
     cost_bps = experiment.get("cost_bps")
     return [
         ("dataset", f"{experiment.get('dataset', '?')}: {len(first.tickers)} stocks in the first job"),
         (
             "protocol",
-            f"{kind + ': ' if kind else ''}{len(comparison.windows)} test window(s) "
-            f"({', '.join(comparison.windows[:6])}{', …' if len(comparison.windows) > 6 else ''})",
+            f"{kind + ': ' if kind else ''}{len(windows)} test window{'s' if len(windows) > 1 else ''}"
+            f"{window_names}",
         ),
-        ("test days", f"{dates[0]} → {dates[-1]} ({len(dates)} trading days in all windows)"),
+        (
+            "test days",
+            f"{dates[0]} → {dates[-1]}: {len(dates)} trading days{' in all windows' if len(windows) > 1 else ''}, {len(dates) - 1} daily "
+            "returns (the first day has none; the statistics use the returns)",
+        ),
         ("methods", ", ".join(comparison.methods)),
         ("seeds", ", ".join(str(s) for s in seeds) + " (deterministic methods run seed 0 only)"),
         (

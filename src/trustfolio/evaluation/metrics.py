@@ -19,7 +19,12 @@ and, beyond the paper:
 - ``turnover``    mean daily one-sided turnover: the traded value of a day (buys + sells) halved,
   divided by the portfolio value before the trade, summed over the period and divided by ``t``
   (1.0 means replacing the whole portfolio once a day);
-- ``total_costs`` transaction costs paid over the period as a fraction of ``V_0``.
+- ``total_costs`` transaction costs paid over the period as a fraction of ``V_0``;
+- ``idle_cash``   mean over the days of the cash share ``cash_t / V_t`` at each close (after that
+  close's trade): capital a strategy meant to invest but could not, e.g. because lot rounding
+  (100-share lots in China) leaves a small portfolio unable to buy whole lots. 1/N at 1e5 CNY on the
+  CSI data keeps 52 % in cash and earns CR 0.29 instead of 0.73. Above `IDLE_CASH_WARNING` the
+  command line warns.
 
 Why ``k = 252`` for the Sharpe family even on Chinese data: the paper's numbers come from the
 StockFormer/FinRL code, which annualizes the Sharpe ratio by ``sqrt(252)`` on every market (and
@@ -41,7 +46,12 @@ from trustfolio.errors import UserError
 SHARPE_DAYS_PER_YEAR = 252
 
 #: Keys of `compute_metrics`, in display order.
-METRIC_NAMES = ("CR", "AR", "SR", "MDD", "volatility", "sortino", "calmar", "turnover", "total_costs")
+METRIC_NAMES = (
+    "CR", "AR", "SR", "MDD", "volatility", "sortino", "calmar", "turnover", "total_costs", "idle_cash",
+)  # fmt: skip
+
+#: Mean idle-cash share above which a backtest's numbers mostly measure rounding, not the strategy.
+IDLE_CASH_WARNING = 0.05
 
 
 def daily_returns(values: np.ndarray) -> np.ndarray:
@@ -88,12 +98,14 @@ def compute_metrics(
     turnover: np.ndarray | None = None,
     costs: np.ndarray | None = None,
     *,
+    cash_share: np.ndarray | None = None,
     sharpe_days_per_year: int | None = SHARPE_DAYS_PER_YEAR,
 ) -> dict[str, float]:
     """All metrics of a daily value series ``V_0 .. V_t`` (see the module docstring for formulas).
 
     ``turnover`` holds each day's one-sided turnover and ``costs`` each day's costs in currency
-    (any length; they are summed). Without them ``turnover`` and ``total_costs`` are NaN.
+    (any length; they are summed). ``cash_share`` holds each close's cash / value (averaged). Without
+    them ``turnover``, ``total_costs`` and ``idle_cash`` are NaN.
     ``sharpe_days_per_year=None`` annualizes SR, volatility and Sortino by ``trading_days_per_year``.
     """
     v = np.asarray(values, dtype=np.float64)
@@ -118,4 +130,5 @@ def compute_metrics(
         "calmar": ar / mdd if mdd > 0 else math.nan,
         "turnover": math.nan if turnover is None else float(np.sum(turnover) / t),
         "total_costs": math.nan if costs is None else float(np.sum(costs) / v[0]),
+        "idle_cash": math.nan if cash_share is None else float(np.mean(cash_share)),
     }

@@ -30,6 +30,7 @@ TABLE_COLUMNS: dict[str, tuple[str, str, str | None]] = {
     "calmar": ("Calmar", "{:.2f}", "max"),
     "turnover": ("turnover/day", "{:.2%}", None),
     "total_costs": ("costs", "{:.2%}", None),
+    "idle_cash": ("idle cash", "{:.1%}", None),
 }
 
 

@@ -9,10 +9,16 @@ In the spirit of skfolio's `Portfolio`: a rich object whose metrics are properti
   which holds no stock of the panel);
 - ``turnover[i]`` one-sided turnover of the trades decided at that close: (buys + sells) / 2 / value
   before the trade;
-- ``costs[i]``    transaction costs of those trades, in currency.
+- ``costs[i]``    transaction costs of those trades, in currency;
+- ``cash_share[i]`` cash / value at that close, i.e. ``1 - sum(weights[i])`` (0 for an index
+  result, which is fully invested); derived from the weights, so saved results need no extra column.
 
 Saved as ``daily.parquet`` (``date, value, return, costs, turnover, w_<ticker>…``) plus
-``result.json`` (``name, label, tickers, trading_days_per_year, config, metrics``).
+``result.json`` (``name, label, tickers, trading_days_per_year, config, metrics``). In the file the
+first day's ``return`` is NaN, not 0: that day has no return (the capital is only invested), and
+tools that read the column (quantstats, empyrical, pandas) skip NaN but would count a 0 as a flat day
+and shift the mean, Sharpe ratio and volatility. In memory ``returns[0]`` stays 0 so that
+``values[0] * cumprod(1 + returns)`` is the value series.
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ class BacktestResult:
     trading_days_per_year: int
     config: dict[str, Any] = field(default_factory=dict)
     label: str | None = None  # what a person reads, e.g. "market (S&P 500 index)"; defaults to name
+    cash_share: np.ndarray | None = None  # float64[T']; default: 1 - the weights' sum (see above)
 
     def __post_init__(self) -> None:
         self.dates = np.asarray(self.dates).astype("datetime64[D]")
@@ -63,16 +70,22 @@ class BacktestResult:
             setattr(self, name, np.asarray(getattr(self, name), dtype=np.float64))
         if self.label is None:
             self.label = self.name
+        if self.cash_share is None:
+            invested = self.weights.sum(axis=1)
+            # NaN weights: an index, which holds no stock of the panel and no cash either.
+            self.cash_share = np.where(np.isnan(invested), 0.0, np.clip(1.0 - invested, 0.0, 1.0))
+        self.cash_share = np.asarray(self.cash_share, dtype=np.float64)
         T = len(self.dates)
         if self.weights.shape != (T, len(self.tickers)):
             raise ValueError(f"weights have shape {self.weights.shape}, expected {(T, len(self.tickers))}")
-        for name in ("values", "returns", "turnover", "costs"):
+        for name in ("values", "returns", "turnover", "costs", "cash_share"):
             if getattr(self, name).shape != (T,):
                 raise ValueError(f"{name} has shape {getattr(self, name).shape}, expected {(T,)}")
 
     # ------------------------------------------------------------------ metrics
     def metrics(self, *, sharpe_days_per_year: int | None = SHARPE_DAYS_PER_YEAR) -> dict[str, float]:
-        """CR, AR, SR, MDD, volatility, sortino, calmar, turnover, total_costs (`evaluation.metrics`).
+        """CR, AR, SR, MDD, volatility, sortino, calmar, turnover, total_costs, idle_cash
+        (`evaluation.metrics`).
 
         SR, volatility and Sortino are annualized by sqrt(252) as in the paper's code; pass
         ``sharpe_days_per_year=None`` to use the calendar's trading days per year instead.
@@ -82,6 +95,7 @@ class BacktestResult:
             self.trading_days_per_year,
             self.turnover,
             self.costs,
+            cash_share=self.cash_share,
             sharpe_days_per_year=sharpe_days_per_year,
         )
 
@@ -135,12 +149,13 @@ class BacktestResult:
 
     # ------------------------------------------------------------------ storage
     def to_frame(self) -> pd.DataFrame:
-        """The daily table that `save` writes: date, value, return, costs, turnover, w_<ticker>…"""
+        """The daily table that `save` writes: date, value, return (NaN on the first day, which has
+        no return), costs, turnover, w_<ticker>…"""
         frame = pd.DataFrame(
             {
                 "date": self.dates,
                 "value": self.values,
-                "return": self.returns,
+                "return": np.r_[np.nan, self.returns[1:]],
                 "costs": self.costs,
                 "turnover": self.turnover,
             }
@@ -183,7 +198,7 @@ class BacktestResult:
             label=meta["label"],
             dates=frame["date"].to_numpy().astype("datetime64[D]"),
             values=frame["value"].to_numpy(),
-            returns=frame["return"].to_numpy(),
+            returns=np.nan_to_num(frame["return"].to_numpy(), nan=0.0),  # day 0: see the module docstring
             costs=frame["costs"].to_numpy(),
             turnover=frame["turnover"].to_numpy(),
             weights=frame[[WEIGHT_PREFIX + t for t in tickers]].to_numpy(),

@@ -7,10 +7,10 @@ field's libraries rather than hand-written estimators:
 - `newey_west_test`           one-sided HAC t-test of a mean daily excess return (statsmodels OLS);
 - `stationary_bootstrap_test` the same hypothesis by Politis & Romano's stationary bootstrap (arch);
 - `benjamini_hochberg`        false-discovery-rate q-values (statsmodels ``multipletests``);
-- `reality_check_and_spa`     White's Reality Check and Hansen's SPA over all methods (arch ``SPA``);
-- `deflated_sharpe_ratio`     Bailey & López de Prado's (2014) correction of the best Sharpe ratio
-                              for the number of trials;
 - `significance_table`        per method versus a reference: NW and bootstrap p-values with BH q-values.
+
+Across all methods at once (data snooping: White's Reality Check, Hansen's SPA, the deflated Sharpe
+ratio) is `trustfolio.evaluation.snooping`.
 
 Alternative hypotheses are always "the method earns more than the reference", so p-values are
 one-sided. A zero-variance excess series (a method identical to its reference) has no test: its t
@@ -26,8 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import statsmodels.api as sm
-from arch.bootstrap import SPA, StationaryBootstrap, optimal_block_length
-from scipy import stats as scipy_stats
+from arch.bootstrap import StationaryBootstrap, optimal_block_length
 from statsmodels.stats.multitest import multipletests
 
 from trustfolio.errors import UserError
@@ -59,27 +58,6 @@ class TestResult:
     lags: int | None = None
     block_size: float | None = None
     reps: int | None = None
-
-
-@dataclass(frozen=True)
-class DSRResult:
-    """Deflated Sharpe ratio of one return series.
-
-    ``sr`` and ``sr0`` are per period (daily), as in the DSR formula; ``sr_annualized`` and
-    ``sr0_annualized`` multiply them by ``sqrt(periods_per_year)``. ``dsr`` is the probability that
-    the true Sharpe ratio exceeds ``sr0``, the Sharpe ratio the best of ``n_trials`` skill-less
-    trials would reach by luck.
-    """
-
-    sr: float
-    sr0: float
-    dsr: float
-    sr_annualized: float
-    sr0_annualized: float
-    n_obs: int
-    n_trials: int
-    skewness: float
-    kurtosis: float  # non-excess: 3 for a normal distribution
 
 
 # --------------------------------------------------------------------------------------------------
@@ -286,141 +264,3 @@ def significance_table(
     table["q_nw"] = benjamini_hochberg(table["nw_p"].to_numpy())
     table["q_boot"] = benjamini_hochberg(table["boot_p"].to_numpy())
     return table
-
-
-# --------------------------------------------------------------------------------------------------
-# Across all methods: data snooping and the deflated Sharpe ratio
-# --------------------------------------------------------------------------------------------------
-
-
-def reality_check_and_spa(
-    returns: Mapping[str, np.ndarray],
-    benchmark: np.ndarray,
-    *,
-    reps: int = 2000,
-    seed: int | np.random.Generator = 0,
-    block_size: float | None = None,
-) -> dict:
-    """White's Reality Check and Hansen's SPA: does *any* method beat ``benchmark``?
-
-    H0: no method has a higher expected daily return than the benchmark. arch's `SPA` works on
-    losses, so loss = -return for every method and the benchmark. arch documents ``SPA`` as "also
-    known as the Reality Check" (its ``RealityCheck`` class is a bare subclass of ``SPA``); its three
-    p-values differ only in how the bootstrap recentres each model's loss differential (``SPA``
-    Notes; ``SPA._simulate_values``: "Upper always re-centers" by every model's sample mean). That
-    "upper" recentring treats every model as relevant (the least favourable null), which is White's
-    (2000) Reality Check; Hansen (2005) calls it the upper-bound p-value and shows it is the RC's.
-    "consistent" is Hansen's SPA p-value. Note that arch 8.0 compares raw (not studentized) mean
-    loss differentials; its ``studentize`` flag only enters the consistent recentring threshold.
-
-    Methods whose returns equal the benchmark's exactly are left out (they cannot beat it).
-    ``block_size`` defaults to the mean Politis-White optimal stationary block length of the
-    loss differentials. Returns ``{"reality_check_p", "spa_p", "best", "n_models", "block_size"}``
-    with ``best`` the method with the highest mean return.
-    """
-    bench = _returns_array(benchmark, "benchmark returns")
-    arrays = _aligned_returns(returns, "method returns")
-    if len(next(iter(arrays.values()))) != len(bench):
-        raise UserError(
-            f"method returns have {len(next(iter(arrays.values())))} days but the benchmark has {len(bench)}; "
-            "align them on the same days"
-        )
-    models = {name: r for name, r in arrays.items() if not np.array_equal(r, bench)}
-    if not models:
-        raise UserError("every method's returns equal the benchmark's; nothing to test")
-    if reps < 1:
-        raise UserError(f"bootstrap reps must be a positive integer; got {reps}")
-    names = list(models)
-    model_losses = -np.column_stack([models[n] for n in names])
-    benchmark_losses = -bench
-    if block_size is None:
-        block_size = _stationary_block_size(benchmark_losses[:, None] - model_losses)
-    spa = SPA(benchmark_losses, model_losses, block_size=block_size, reps=reps, seed=_generator(seed))
-    spa.compute()
-    best = names[int(np.argmin(model_losses.mean(axis=0)))]
-    return {
-        "reality_check_p": float(spa.pvalues["upper"]),
-        "spa_p": float(spa.pvalues["consistent"]),
-        "best": best,
-        "n_models": len(names),
-        "block_size": float(block_size),
-    }
-
-
-def expected_max_sharpe(n_trials: int, sharpe_variance: float) -> float:
-    """SR0: the Sharpe ratio the best of ``n_trials`` skill-less trials reaches by luck.
-
-    ``sqrt(V) ((1 - γ) Φ⁻¹(1 - 1/N) + γ Φ⁻¹(1 - 1/(N e)))`` with γ the Euler-Mascheroni constant
-    (Bailey & López de Prado 2014, eq. 2); 0 for a single trial (nothing was selected).
-    """
-    if n_trials < 1:
-        raise UserError(f"n_trials must be >= 1; got {n_trials}")
-    if not (sharpe_variance >= 0 and math.isfinite(sharpe_variance)):
-        raise UserError(f"sharpe_variance must be a finite number >= 0; got {sharpe_variance}")
-    if n_trials == 1:
-        return 0.0
-    gamma, norm = EULER_MASCHERONI, scipy_stats.norm
-    z = (1 - gamma) * norm.ppf(1 - 1 / n_trials) + gamma * norm.ppf(1 - 1 / (n_trials * math.e))
-    return math.sqrt(sharpe_variance) * float(z)
-
-
-def deflated_sharpe_from_moments(
-    sr: float, *, n_obs: int, skewness: float, kurtosis: float, n_trials: int, sharpe_variance: float
-) -> tuple[float, float]:
-    """``(SR0, DSR)`` from a per-period Sharpe ratio and the return moments.
-
-    ``DSR = Φ((SR - SR0) sqrt(T - 1) / sqrt(1 - γ3 SR + (γ4 - 1)/4 SR²))`` (Bailey & López de Prado
-    2014, eq. 9) with ``kurtosis`` = γ4 non-excess. With ``n_trials = 1`` this is the probabilistic
-    Sharpe ratio against 0. NaN if the variance term is not positive (extreme moments).
-    """
-    sr0 = expected_max_sharpe(n_trials, sharpe_variance)
-    variance_term = 1 - skewness * sr + (kurtosis - 1) / 4 * sr**2
-    if not variance_term > 0:
-        return sr0, math.nan
-    z = (sr - sr0) * math.sqrt(n_obs - 1) / math.sqrt(variance_term)
-    return sr0, float(scipy_stats.norm.cdf(z))
-
-
-def deflated_sharpe_ratio(
-    returns: np.ndarray, *, n_trials: int, sharpe_variance: float, periods_per_year: int = PERIODS_PER_YEAR
-) -> DSRResult:
-    """Deflated Sharpe ratio of ``returns``, the best of ``n_trials`` tried methods/configurations.
-
-    ``sharpe_variance`` is the variance across the trials of their **per-period** (daily, not
-    annualized) Sharpe ratios, e.g. `trial_sharpe_variance`. The Sharpe ratio is
-    ``mean / std(ddof=1)`` (risk-free 0); skewness and non-excess kurtosis are scipy's (biased)
-    sample moments. A constant series has no Sharpe ratio: every field but SR0 is NaN.
-    """
-    r = _returns_array(returns, "returns")
-    std = r.std(ddof=1)
-    if std > 0:
-        sr = float(r.mean() / std)
-        skewness = float(scipy_stats.skew(r))
-        kurtosis = float(scipy_stats.kurtosis(r, fisher=False))  # non-excess: 3 for a normal
-        sr0, dsr = deflated_sharpe_from_moments(
-            sr,
-            n_obs=len(r),
-            skewness=skewness,
-            kurtosis=kurtosis,
-            n_trials=n_trials,
-            sharpe_variance=sharpe_variance,
-        )
-    else:
-        sr = skewness = kurtosis = dsr = math.nan
-        sr0 = expected_max_sharpe(n_trials, sharpe_variance)
-    scale = math.sqrt(periods_per_year)
-    return DSRResult(sr, sr0, dsr, sr * scale, sr0 * scale, len(r), n_trials, skewness, kurtosis)
-
-
-def trial_sharpe_variance(returns: Mapping[str, np.ndarray] | Sequence[np.ndarray]) -> float:
-    """Sample variance (``ddof=1``) of the per-period Sharpe ratios of the trials, for the DSR."""
-    series = list(returns.values()) if isinstance(returns, Mapping) else list(returns)
-    if len(series) < 2:
-        raise UserError(f"the Sharpe variance across trials needs at least 2 trials; got {len(series)}")
-    sharpes = []
-    for i, r in enumerate(series):
-        r = _returns_array(r, f"trial {i} returns")
-        std = r.std(ddof=1)
-        if std > 0:
-            sharpes.append(r.mean() / std)
-    return float(np.var(sharpes, ddof=1)) if len(sharpes) >= 2 else 0.0

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
 from typing import Any
 
 from trustfolio.errors import UserError
@@ -23,24 +23,53 @@ STRATEGIES: dict[str, str] = {
     "momentum": "top N//5 stocks by 126-day return, equal-weighted, rebalanced every 21 days",
 }
 
-_FACTORIES: dict[str, Callable[..., Policy]] = {
-    "market": Market,
-    "equal-weight": EqualWeight,
-    "buy-and-hold": BuyAndHold,
-    "min-variance": lambda **kw: MeanVariance("min-variance", **kw),
-    "max-sharpe": lambda **kw: MeanVariance("max-sharpe", **kw),
-    "momentum": Momentum,
+# Command-line name -> (class, the arguments the name fixes). A user may set any other parameter of
+# the class's constructor; `strategy_parameters` lists them.
+_FACTORIES: dict[str, tuple[type, dict[str, Any]]] = {
+    "market": (Market, {}),
+    "equal-weight": (EqualWeight, {}),
+    "buy-and-hold": (BuyAndHold, {}),
+    "min-variance": (MeanVariance, {"objective": "min-variance"}),
+    "max-sharpe": (MeanVariance, {"objective": "max-sharpe"}),
+    "momentum": (Momentum, {}),
 }
+
+
+def strategy_parameters(name: str) -> tuple[str, ...]:
+    """The parameters a user may give the strategy called `name` (its constructor's, minus fixed ones)."""
+    cls, fixed = _factory(name)
+    parameters = inspect.signature(cls).parameters
+    return tuple(p for p in parameters if p not in fixed and parameters[p].kind is not inspect.Parameter.VAR_KEYWORD)
 
 
 def make_strategy(name: str, **kwargs: Any) -> Policy:
     """The strategy called `name` (a key of `STRATEGIES`), built with `kwargs` (e.g. ``window=126``)."""
+    cls, fixed = _factory(name)
+    valid = strategy_parameters(name)
+    unknown = [key for key in kwargs if key not in valid]
+    if unknown:
+        allowed = f"valid parameters: {', '.join(valid)}" if valid else "it takes no parameters"
+        raise UserError(f"strategy {name!r}: bad options {', '.join(unknown)}; {allowed}")
+    try:
+        return cls(**fixed, **kwargs)
+    except TypeError:  # a value of the wrong type, e.g. lookback='long'
+        given = ", ".join(f"{key}={value!r}" for key, value in kwargs.items())
+        raise UserError(f"strategy {name!r}: bad option values {given}; give whole numbers of days") from None
+
+
+def _factory(name: str) -> tuple[type, dict[str, Any]]:
     if name not in _FACTORIES:
         raise UserError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
-    try:
-        return _FACTORIES[name](**kwargs)
-    except TypeError as exc:
-        raise UserError(f"strategy {name!r}: bad options {sorted(kwargs)} ({exc})") from exc
+    return _FACTORIES[name]
 
 
-__all__ = ["STRATEGIES", "BuyAndHold", "EqualWeight", "Market", "MeanVariance", "Momentum", "make_strategy"]
+__all__ = [
+    "STRATEGIES",
+    "BuyAndHold",
+    "EqualWeight",
+    "Market",
+    "MeanVariance",
+    "Momentum",
+    "make_strategy",
+    "strategy_parameters",
+]
