@@ -22,6 +22,19 @@ sys.path.insert(0, str(EXAMPLE.parent))
 from reinforce_agent import ReinforceAgent, ReinforceConfig  # noqa: E402
 
 
+@pytest.fixture(autouse=True, scope="module")
+def registered_only_here():
+    """The example registers itself on import; other test modules see the built-in agents only."""
+    from trustfolio import methods
+    from trustfolio.agents.registry import AGENTS, register_agent
+
+    register_agent("reinforce", ReinforceAgent, AGENTS["reinforce"][1], replace=True)
+    yield
+    AGENTS.pop("reinforce", None)
+    methods.METHODS.pop("reinforce", None)
+    methods._FACTORIES.pop("reinforce", None)
+
+
 @pytest.fixture(autouse=True)
 def one_thread():
     threads = torch.get_num_threads()

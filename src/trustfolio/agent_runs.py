@@ -25,6 +25,7 @@ from trustfolio.errors import UserError
 from trustfolio.evaluation.protocols import Window
 from trustfolio.files import write_atomic
 from trustfolio.market.simulator import SimulatorConfig
+from trustfolio.provenance import code_version, environment
 from trustfolio.rundir import (
     AGENT_FILE,
     BACKTEST_DIR,
@@ -32,6 +33,7 @@ from trustfolio.rundir import (
     OVERESTIMATION_JSON,
     OVERESTIMATION_PNG,
     RUN_FILE,
+    clear_training_run,
     read_training_run,
 )
 
@@ -61,7 +63,7 @@ def train_agent(
     budget: str = "quick",
     seed: int = 0,
     steps: int | None = None,
-    out_dir: str | Path,
+    out_dir: str | Path | None = None,
     train_start: Any = None,
     train_end: Any = None,
     finetune_start: Any = None,
@@ -73,14 +75,18 @@ def train_agent(
     device: str = "cpu",
     progress: bool = True,
     on_outliers: str = "fail",
+    fresh: bool = False,
 ) -> Path:
     """Train agent `name` on `dataset`'s training window (then finetune, if a finetune window is
-    given or known for the dataset); returns the run directory `out_dir`.
+    given or known for the dataset); returns the run directory (`out_dir`, default `default_run_dir`).
 
     Rerunning the same call resumes from the last checkpoint (a killed run loses at most
-    `checkpoint_every` steps) and gives the same agent as an uninterrupted run. `on_outliers` says
-    what cleaning does with one-day spikes and stale prices (fail | warn | clip, `clean`).
+    `checkpoint_every` steps) and gives the same agent as an uninterrupted run; a run directory of
+    another run is refused, and left as it was, unless ``fresh=True`` (start over: what a training run
+    wrote there is removed first). `run.json` and `agent.pt` are written when training ends.
+    `on_outliers` says what cleaning does with one-day spikes and stale prices (fail | warn | clip).
     """
+    check_device(device)
     config = resolve_config(name, budget, config)
     if steps is not None:
         config = replace(config, steps=steps)
@@ -96,7 +102,9 @@ def train_agent(
         cost_bps=cost_bps,
         hmax=hmax if hmax is not None else default_hmax(panel, t0, t1, initial_cash),
     )
-    run_dir = Path(out_dir)
+    run_dir = Path(out_dir) if out_dir is not None else default_run_dir(name, raw, seed)
+    if fresh:
+        clear_training_run(run_dir)
     run = {
         "agent": name,
         "dataset": dataset if isinstance(dataset, str) else raw.name,
@@ -109,9 +117,9 @@ def train_agent(
         "finetune": [str(d) for d in finetune] if finetune else None,
         "sim": {"initial_cash": sim.initial_cash, "hmax": sim.hmax, "cost_bps": sim.cost_bps},
         "tickers": list(panel.tickers),
+        "data": panel.content_hash(),
+        "code": code_version(),
     }
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_atomic(run_dir / RUN_FILE, json.dumps(run, indent=2))
     agent = cls(panel.N, market_states.h.shape[2], config, seed=seed, device=device)
     agent.fit(
         AgentData.between(panel, market_states, t0, t1, sim),
@@ -122,8 +130,34 @@ def train_agent(
     if finetune and config.finetune_steps > 0:
         data = AgentData.between(panel, market_states, *finetune, sim)
         agent.finetune(data, seed=seed, out_dir=run_dir / "finetune", progress=progress)
+    # Written only now: a run refused above (another run's checkpoint) leaves the folder as it was.
+    write_atomic(run_dir / RUN_FILE, json.dumps({**run, "environment": environment()}, indent=2))
     agent.save(run_dir / AGENT_FILE)
     return run_dir
+
+
+def default_run_dir(name: str, panel: Panel, seed: int) -> Path:
+    """``runs/train-<agent>-<dataset name>-<content hash>-seed<S>``: two datasets never share a folder,
+    and the same call always finds its own folder again (to resume)."""
+    dataset = "".join(c if c.isalnum() or c in "._-" else "_" for c in panel.name) or "data"
+    return Path("runs") / f"train-{name}-{dataset}-{panel.content_hash()[:8]}-seed{seed}"
+
+
+def check_device(device: str) -> None:
+    """A `UserError` (one line) for a device torch does not know or this machine does not have."""
+    import torch
+
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, TypeError):
+        kind = None
+    if kind not in ("cpu", "cuda"):
+        raise UserError(f"device {device!r}: not a device trustfolio trains on; use cpu or cuda (cuda:0, cuda:1, …)")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise UserError(
+            f"device {device!r}: CUDA is not available on this machine (torch {torch.__version__} sees no GPU); "
+            "use --device cpu"
+        )
 
 
 def evaluate_run(
@@ -146,6 +180,7 @@ def evaluate_run(
     from trustfolio.strategies import make_strategy
 
     run_dir = Path(run_dir)
+    check_device(device)
     run = read_training_run(run_dir)
     agent = Agent.load(run_dir / AGENT_FILE, device=device)
     raw = dataset if isinstance(dataset, Panel) else load_dataset(dataset or run["dataset"])
@@ -197,6 +232,10 @@ def evaluate_run(
             "agent": run["agent"],
             "seed": run["seed"],
             "dataset": run["dataset"],
+            "data": panel.content_hash(),
+            "trained_by": run.get("code"),
+            "code": code_version(),  # what evaluated it, with the libraries and thread count below
+            "environment": environment(),
         }
     )
     write_atomic(run_dir / METRICS_FILE, json.dumps(document, indent=2, default=_json_default))
@@ -267,6 +306,7 @@ class AgentMethod:
         self.hmax = None if hmax is None else float(hmax)
         self.cost_bps = float(settings.pop("cost_bps", 10.0))
         self.device = settings.pop("device", "cpu")
+        check_device(self.device)
         self.config = resolve_config(self.name, self.budget, settings)  # bad fields fail now
         if self.states is not None:
             state_builder(self.states)  # an unknown name fails now, before any job runs

@@ -316,14 +316,15 @@ def train_command(
     budget: Annotated[str, typer.Option(help="quick | cpu | paper (the base of a config file)")] = "quick",
     seed: Annotated[int, typer.Option(help="random seed (same seed, same result)")] = 0,
     steps: Annotated[int | None, typer.Option(help="environment steps (default: the budget's)")] = None,
-    out: Annotated[Path | None, typer.Option(help="run directory (default: runs/train-<agent>-<dataset>-seed<S>)")] = None,
+    out: Annotated[Path | None, typer.Option(help="run directory (default: runs/train-<agent>-<dataset>-<data hash>-seed<S>)")] = None,
     train_start: Annotated[str | None, typer.Option(help="first training day (default: the dataset's split)")] = None,
     train_end: Annotated[str | None, typer.Option(help="last training day")] = None,
     device: Annotated[str, typer.Option(help="cpu | cuda")] = "cpu",
     on_outliers: OnOutliers = "fail",
+    fresh: Annotated[bool, typer.Option("--fresh", help="start over: remove what an earlier run wrote in the run directory")] = False,
 ) -> None:
     """Train an RL agent on DATASET's training window; rerunning the same command resumes from the
-    last checkpoint."""
+    last checkpoint (a run directory of another run is refused, unless --fresh)."""
     from trustfolio.agent_runs import train_agent
     from trustfolio.agents.registry import agent_class
 
@@ -332,10 +333,9 @@ def train_command(
         raise UserError(f"--steps must be >= 1 (environment steps to train), got {steps}")
     if config is not None and config in budgets and not Path(config).exists():
         budget, config = config, None  # `--config cpu` names a budget
-    out = out or Path("runs") / f"train-{agent}-{dataset.split(':')[0]}-seed{seed}"
     run_dir = train_agent(
         agent, dataset, config=config, budget=budget, seed=seed, steps=steps, out_dir=out,
-        train_start=train_start, train_end=train_end, device=device, on_outliers=on_outliers,
+        train_start=train_start, train_end=train_end, device=device, on_outliers=on_outliers, fresh=fresh,
     )
     console.print(f"trained: {run_dir}  (evaluate with `trustfolio evaluate {run_dir} --dataset {dataset}`)")
 

@@ -31,6 +31,7 @@ from trustfolio.agents.registry import AGENTS
 from trustfolio.errors import UserError
 from trustfolio.evaluation.protocols import Window, resolve_protocol, windows_from_config
 from trustfolio.methods import METHODS, is_method, make_method
+from trustfolio.rundir import safe_name
 
 _BACKTEST_OPTIONS = {
     "initial_cash": (int, float),
@@ -106,8 +107,7 @@ class Experiment:
     imports: list[str] = field(default_factory=list)  # modules that register extra methods
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name.strip():
-            raise UserError(f"name: expected a non-empty text, got {self.name!r}")
+        self.name = safe_name(self.name, "name")  # it names the run directory
         if not isinstance(self.dataset, str) or not self.dataset.strip():
             raise UserError(
                 f"dataset: expected a dataset spec like sp500 or table:PATH, got {self.dataset!r}"

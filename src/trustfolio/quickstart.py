@@ -28,6 +28,7 @@ from trustfolio.evaluation.comparison import Comparison
 from trustfolio.evaluation.experiment_report import build_report
 from trustfolio.experiment import Experiment
 from trustfolio.files import write_atomic
+from trustfolio.rundir import inside, safe_name
 from trustfolio.runner import ExperimentSummary, quickstart_experiment_path, run_experiment
 
 
@@ -53,7 +54,7 @@ def run_main_job(
     and report. `name` defaults to the experiment's own name."""
     path = Path(experiment_path) if experiment_path is not None else quickstart_experiment_path()
     experiment = Experiment.from_yaml(path)
-    run_dir = Path(out_root) / (name or experiment.name)
+    run_dir = inside(out_root, safe_name(name, "--name") if name is not None else experiment.name)
     summary = run_experiment(
         experiment, run_dir, workers=workers, backend=backend, address=address, progress=progress
     )

@@ -19,12 +19,17 @@ A **training run** (`trustfolio train`, `trustfolio.agent_runs.train_agent`)::
     overestimation.json, overestimation.png
                       for agents with a critic: its estimate against the realized discounted return
 
-Every file is written with `trustfolio.files.write_atomic`.
+Every file is written with `trustfolio.files.write_atomic`, and only inside the run directory: names
+that become folders are safe slugs (`safe_name`), paths are checked to stay inside (`inside`). A rerun
+in an experiment run directory made by other code or from other data is refused (`provenance.json`),
+so a run directory never mixes old and new results.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import traceback
 from pathlib import Path
 from typing import Any
@@ -35,18 +40,43 @@ from trustfolio.errors import UserError
 from trustfolio.files import write_atomic
 
 # experiment runs
-EXPERIMENT_FILE, JOBS_DIR, WORK_DIR = "experiment.yaml", "jobs", "work"
+EXPERIMENT_FILE, PROVENANCE_FILE, JOBS_DIR, WORK_DIR = "experiment.yaml", "provenance.json", "jobs", "work"
 JOB_FILE, DONE_FILE, ERROR_FILE = "job.json", "DONE", "error.txt"
 # training runs
 RUN_FILE, AGENT_FILE, METRICS_FILE, BACKTEST_DIR = "run.json", "agent.pt", "metrics.json", "backtest"
 OVERESTIMATION_JSON, OVERESTIMATION_PNG = "overestimation.json", "overestimation.png"
 
 
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+# ---------------------------------------------------------------------------------------- names and paths
+def safe_name(name: Any, what: str) -> str:
+    """`name` if it is a safe folder name (letters, digits, '.', '_', '-'; not starting with '.' or
+    '-'; no '/' and no '..'), else a one-line `UserError` saying what `what` may be."""
+    if not isinstance(name, str) or not _SAFE_NAME.fullmatch(name) or ".." in name:
+        raise UserError(
+            f"{what}: {name!r} is not a safe folder name; use letters, digits, '.', '_' and '-' "
+            "(starting with a letter or digit; no '/' or '..')"
+        )
+    return name
+
+
+def inside(root: Path | str, *parts: str) -> Path:
+    """``root / parts``, refused (`UserError`) when it resolves to a place outside `root`."""
+    base, path = Path(root).resolve(), Path(root).joinpath(*parts)
+    if path.resolve() != base and base not in path.resolve().parents:
+        raise UserError(f"{path} is outside {root}; refusing to write there")
+    return path
+
+
 # ---------------------------------------------------------------------------------------- experiment runs
-def claim_experiment_dir(run_dir: Path, resolved: dict[str, Any]) -> None:
-    """Write experiment.yaml, or check that the run directory holds this same experiment."""
+def claim_experiment_dir(run_dir: Path, resolved: dict[str, Any], provenance: dict[str, Any]) -> None:
+    """Write experiment.yaml and provenance.json, or check that the run directory holds this same
+    experiment, made by the same code from the same data (else one line: results must not mix)."""
     path = run_dir / EXPERIMENT_FILE
     if path.exists():
+        _check_provenance(run_dir, provenance)
         previous = yaml.safe_load(path.read_text()) or {}
         if previous != resolved:
             differing = [k for k in resolved if previous.get(k) != resolved[k]] or ["fields"]
@@ -57,11 +87,23 @@ def claim_experiment_dir(run_dir: Path, resolved: dict[str, Any]) -> None:
         return
     if run_dir.exists() and any(run_dir.iterdir()):
         raise UserError(f"{run_dir} exists and is not an experiment run directory; choose a new run directory")
+    write_atomic(run_dir / PROVENANCE_FILE, json.dumps(provenance, indent=2))
     write_atomic(path, yaml.safe_dump(resolved, sort_keys=False))
 
 
+def _check_provenance(run_dir: Path, provenance: dict[str, Any]) -> None:
+    saved_path = run_dir / PROVENANCE_FILE
+    saved = json.loads(saved_path.read_text()) if saved_path.exists() else {}
+    for key, what in (("code", "other code"), ("data", "other data")):
+        if saved.get(key) != provenance[key]:
+            raise UserError(
+                f"{run_dir} holds results of {what} ({key}: {saved.get(key)} then, {provenance[key]} now); "
+                f"its finished jobs would mix with new ones: use a new run directory, or delete {run_dir}"
+            )
+
+
 def job_dir(run_dir: Path, job_id: str) -> Path:
-    return Path(run_dir) / JOBS_DIR / job_id
+    return inside(run_dir, JOBS_DIR, job_id)
 
 
 def is_finished(run_dir: Path, job_id: str) -> bool:
@@ -110,6 +152,21 @@ def failed_jobs(run_dir: Path) -> dict[str, str]:
 
 
 # ---------------------------------------------------------------------------------------- training runs
+#: What a training run writes (`clear_training_run` removes these and nothing else).
+TRAINING_RUN_PARTS = ("fit", "finetune", RUN_FILE, AGENT_FILE, METRICS_FILE, BACKTEST_DIR, OVERESTIMATION_JSON,
+                      OVERESTIMATION_PNG)  # fmt: skip
+
+
+def clear_training_run(run_dir: Path) -> None:
+    """Remove what a training run wrote in `run_dir` (``--fresh``); anything else in it stays."""
+    for part in TRAINING_RUN_PARTS:
+        path = Path(run_dir) / part
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
 def read_training_run(run_dir: Path) -> dict[str, Any]:
     """The run.json of a finished training run; a `UserError` when it is not one."""
     if not (run_dir / RUN_FILE).is_file() or not (run_dir / AGENT_FILE).is_file():
@@ -131,6 +188,9 @@ __all__ = [
     "RUN_FILE",
     "WORK_DIR",
     "claim_experiment_dir",
+    "clear_training_run",
+    "inside",
+    "safe_name",
     "failed_jobs",
     "finish_job",
     "is_finished",

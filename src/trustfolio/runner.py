@@ -34,6 +34,7 @@ from trustfolio.evaluation.backtest import backtest
 from trustfolio.evaluation.protocols import Window
 from trustfolio.experiment import Experiment, JobSpec, import_modules
 from trustfolio.methods import make_method
+from trustfolio.provenance import code_version
 from trustfolio.rundir import (
     WORK_DIR,
     claim_experiment_dir,
@@ -106,7 +107,7 @@ def run_experiment(
     panel = _load_panel(experiment.dataset)
     jobs = experiment.jobs(panel.dates, trading_days_per_year=panel.calendar.trading_days_per_year)
     run_dir = Path(run_dir)
-    claim_experiment_dir(run_dir, experiment.to_dict())
+    claim_experiment_dir(run_dir, experiment.to_dict(), {"code": code_version(), "data": panel.content_hash()})
 
     summary = ExperimentSummary(run_dir, len(jobs))
     summary.single_seed = list(dict.fromkeys(j.method for j in jobs if j.deterministic))

@@ -66,8 +66,10 @@ class BacktestResult:
     def __post_init__(self) -> None:
         self.dates = np.asarray(self.dates).astype("datetime64[D]")
         self.tickers = tuple(self.tickers)
+        # C order always: a sum over a row then adds in the same order for a fresh result and for one
+        # loaded from Parquet (which comes back column-major), so their metrics agree to the last bit.
         for name in ("values", "returns", "turnover", "costs", "weights"):
-            setattr(self, name, np.asarray(getattr(self, name), dtype=np.float64))
+            setattr(self, name, np.ascontiguousarray(getattr(self, name), dtype=np.float64))
         if self.label is None:
             self.label = self.name
         if self.cash_share is None:
