@@ -132,7 +132,9 @@ def test_holm_statement_matches_statsmodels():
     with_untestable = significance.holm([0.2, math.nan, 0.5])
     assert with_untestable.n_tested == 2 and math.isnan(with_untestable.adjusted[1])
     assert with_untestable.adjusted[0] == pytest.approx(multipletests([0.2, 0.5], method="holm")[1][0])
-    assert "in 0 of 2 seeds" in with_untestable.statement()
+    assert with_untestable.statement() == (
+        "not significant at 5 % after Holm in any of the 2 seeds (smallest Holm-adjusted p 0.400)"
+    )
     assert significance.holm([0.01]).statement() == "significant at 5 % (one series, p 0.010)"
 
 

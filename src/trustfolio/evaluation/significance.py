@@ -80,9 +80,11 @@ class HolmResult:
         if len(self.pvalues) == 1:
             verdict = "significant" if self.n_significant else "not significant"
             return f"{verdict} at {level} (one series, p {p_text(self.p)})"
+        smallest = f"(smallest Holm-adjusted p {p_text(self.p)})"
+        if self.n_significant == 0:
+            return f"not significant at {level} after Holm in any of the {self.n_tested} seeds {smallest}"
         return (
-            f"significant at {level} after Holm in {self.n_significant} of {self.n_tested} seeds "
-            f"(smallest Holm-adjusted p {p_text(self.p)})"
+            f"significant at {level} after Holm in {self.n_significant} of {self.n_tested} seeds {smallest}"
         )
 
 
