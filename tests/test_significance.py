@@ -177,3 +177,24 @@ def test_a_seeded_reference_is_paired_seed_by_seed(ensemble_case):
     )
     attrs = comparison.significance(reps=50).attrs
     assert attrs["benchmark"].startswith("agent (ensemble of 3 seeds")
+
+
+def test_run_tables_label_seed_means_as_ensembles(tmp_path):
+    import json
+
+    import pandas as pd
+
+    from trustfolio.quickstart import write_tables
+
+    comparison = Comparison.from_run_dir(write_run_dir(tmp_path / "run"))
+    write_tables(comparison, tmp_path)
+    document = json.loads((tmp_path / "metrics.json").read_text())
+    label = "ensemble of 3 seeds (not a deployable agent)"
+    assert document["ensembles"] == {"winner": label, "noise": label}  # equal-weight is one run
+    assert "not the metrics of a mean across seeds" in document["notes"]["strategies"]
+    daily = pd.read_parquet(tmp_path / "daily.parquet")
+    assert daily.groupby("strategy")["n_seeds"].unique().map(list).to_dict() == {
+        "equal-weight": [1],
+        "winner": [3],
+        "noise": [3],
+    }
