@@ -230,24 +230,31 @@ def test_daily_returns_are_the_mean_across_seeds_of_the_chain(three_windows, thr
 
 def test_significance_flags_the_planted_winner_and_not_the_noise(one_window):
     table = one_window.significance(reps=500)
-    table = table.set_index("method") if "method" in table.columns else table
     assert set(table.index) == {"winner", "noise"}
-    assert table.loc["winner", "nw_p"] < 0.001 and table.loc["winner", "boot_p"] < 0.01
-    assert table.loc["winner", "q_nw"] < 0.01
+    # every seed of the winner is significant on its own, and so is the Holm-combined statement
+    assert max(table.loc["winner", "nw_p_seeds"]) < 0.001 and max(table.loc["winner", "boot_p_seeds"]) < 0.01
+    assert table.loc["winner", "nw_p_holm"] < 0.001 and table.loc["winner", "q_nw"] < 0.01
+    assert table.loc["winner", "nw_significant"] == 3 and table.loc["winner", "n_seeds"] == 3
+    assert table.loc["winner", "nw_statement"].startswith("significant at 5 % after Holm in 3 of 3 seeds")
     returns = one_window.daily_returns()
-    excess = returns["winner"] - returns["equal-weight"]
+    excess = returns["winner"] - returns["equal-weight"]  # the mean excess is linear in the seeds
     assert table.loc["winner", "mean_excess"] == pytest.approx(excess.mean() * 252, rel=1e-12)
-    assert table.loc["noise", "nw_p"] > 0.2 and table.loc["noise", "q_nw"] > 0.2
+    assert table.loc["noise", "nw_p_median"] > 0.2 and table.loc["noise", "q_nw"] > 0.2
+    assert table.loc["noise", "nw_significant"] == 0
     assert table.attrs["reference"] == "equal-weight"
     assert table.attrs["reality_check_p"] < 0.05 and table.attrs["spa_p"] < 0.05
-    assert table.attrs["rc_best"] == "winner" and table.attrs["dsr_method"] == "winner"
-    # the DSR is of the winner's mean-across-seeds returns, deflated for the 3 methods tried
+    assert table.attrs["rc_best"].startswith("winner#") and table.attrs["dsr_series"].startswith("winner#")
+    # the DSR is of the best per-seed series, deflated for the 7 series tried (1 + 3 + 3 seeds)
     dsr = table.attrs["dsr"]
-    arrays = {m: r.to_numpy() for m, r in returns.items()}
+    arrays = {
+        f"{m}#{s}": r.to_numpy()
+        for m, by_seed in one_window.seed_returns().items()
+        for s, r in by_seed.items()
+    }
     expected = snooping.deflated_sharpe_ratio(
-        arrays["winner"], n_trials=3, sharpe_variance=snooping.trial_sharpe_variance(arrays)
+        arrays[table.attrs["dsr_series"]], n_trials=7, sharpe_variance=snooping.trial_sharpe_variance(arrays)
     )
-    assert table.attrs["n_trials"] == 3 and dsr.dsr == pytest.approx(expected.dsr, rel=1e-12)
+    assert table.attrs["n_trials"] == 7 and dsr.dsr == pytest.approx(expected.dsr, rel=1e-12)
     assert dsr.sr > dsr.sr0 > 0 and dsr.dsr > 0.5
 
     with pytest.raises(UserError, match="reference 'momentum'"):

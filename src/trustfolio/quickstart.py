@@ -4,12 +4,16 @@ By default it runs the packaged `experiments/quickstart.yaml` (embedded S&P 500 
 strategies, 3 seeds, costs at 1×/3×/5×) with the resumable runner, then writes into the run directory:
 
     metrics.json    {"strategies": {method: {"CR":…, "AR":…, "SR":…, "MDD":…, …}}, …}  (mean over
-                    seeds, costs ×1; `strategies_std` has the standard deviations, `n_seeds` the counts)
+                    seeds of each seed's own metrics, costs ×1; `strategies_std` has the standard
+                    deviations, `n_seeds` the counts, `ensembles` names the strategies whose
+                    daily.parquet `return`/`value` average several seeds, `notes` says all this)
     daily.parquet   one row per (date, strategy) at costs ×1: `return` (the mean across the
-                    strategy's seeds of their daily returns), `value` (the growth of one unit of
-                    capital under those mean returns) and `return_seed<k>` (seed k's own daily
-                    returns; NaN for a seed the strategy did not run, e.g. deterministic methods
-                    run seed 0 only). Every return is NaN on the first day, which has none.
+                    strategy's seeds of their daily returns: with several seeds an ensemble of
+                    them, not a deployable agent), `value` (the growth of one unit of capital
+                    under those mean returns), `n_seeds` (how many seeds `return` averages) and
+                    `return_seed<k>` (seed k's own daily returns; NaN for a seed the strategy did
+                    not run, e.g. deterministic methods run seed 0 only). Every return is NaN on
+                    the first day, which has none.
     report.html     the experiment report (`report.md` and the PNG plots beside it)
 
 Rerunning the same command skips every finished job, so it only rebuilds the tables.
@@ -26,6 +30,7 @@ import pandas as pd
 
 from trustfolio.evaluation.comparison import Comparison
 from trustfolio.evaluation.experiment_report import build_report
+from trustfolio.evaluation.significance import ensemble_label
 from trustfolio.experiment import Experiment
 from trustfolio.files import write_atomic
 from trustfolio.rundir import inside, safe_name
@@ -77,6 +82,18 @@ def write_tables(comparison: Comparison, run_dir: Path) -> None:
         "strategies": {method: values(method, "_mean") for method in summary.index},
         "strategies_std": {method: values(method, "_std") for method in summary.index},
         "n_seeds": {method: int(summary.loc[method, "n"]) for method in summary.index},
+        "ensembles": {
+            method: ensemble_label(int(summary.loc[method, "n"]))
+            for method in summary.index
+            if summary.loc[method, "n"] > 1
+        },
+        "notes": {
+            "strategies": "mean over seeds of each seed's own metrics (not the metrics of a mean across "
+            "seeds); strategies_std: their standard deviation across seeds",
+            "daily.parquet": "return and value: the mean across a strategy's seeds of their daily returns "
+            "and its growth; for the strategies in `ensembles` an ensemble of the seeds, not a "
+            "deployable agent; return_seed<k>: seed k's own returns",
+        },
         "cost_multiple": 1.0,
         "missing": dict(comparison.missing),
     }
@@ -96,12 +113,13 @@ def write_tables(comparison: Comparison, run_dir: Path) -> None:
             "strategy": method,
             "value": np.concatenate([[1.0], np.cumprod(1.0 + mean)]),  # growth of one unit of capital
             "return": np.r_[np.nan, mean],
+            "n_seeds": len(by_seed),  # more than 1: `return` and `value` are an ensemble of the seeds
         }
         for seed in seeds:
             own = by_seed[seed].returns[1:] if seed in by_seed else np.full(len(mean), np.nan)
             columns[f"return_seed{seed}"] = np.r_[np.nan, own]
         frames.append(pd.DataFrame(columns))
-    columns = ["date", "strategy", "value", "return", *(f"return_seed{seed}" for seed in seeds)]
+    columns = ["date", "strategy", "value", "return", "n_seeds", *(f"return_seed{seed}" for seed in seeds)]
     daily = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
     write_atomic(run_dir / "daily.parquet", lambda path: daily.to_parquet(path, index=False))
 

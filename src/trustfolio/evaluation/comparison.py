@@ -3,7 +3,8 @@
 In the spirit of skfolio's `Population`: one object over many results, whose tables are methods.
 It reads a run directory written by `trustfolio.runner` (one directory per job; a job is finished
 when its ``DONE`` file exists) and answers: per-seed metrics, mean ± std across seeds, the mean
-daily returns of each method, significance against a reference, cost stress and per-period results.
+daily returns of each seed (and, labelled as an ensemble, their mean), significance of every seed
+against a reference, cost stress and per-period results.
 
 How test windows combine. A seed's record over several test windows (online adaptation,
 walk-forward) is the *chain* of its windows in date order: each window starts from the value where
@@ -33,9 +34,11 @@ import pandas as pd
 import yaml
 
 from trustfolio.errors import DataError, UserError
-from trustfolio.evaluation import snooping, stats
-from trustfolio.evaluation.metrics import METRIC_NAMES, sharpe_ratio
+from trustfolio.evaluation import significance as seedwise
+from trustfolio.evaluation import stats
+from trustfolio.evaluation.metrics import METRIC_NAMES
 from trustfolio.evaluation.result import BacktestResult
+from trustfolio.evaluation.significance import series_name
 
 #: `per_seed`'s window label of the chained record, when there is more than one window.
 CHAINED = "all"
@@ -210,19 +213,35 @@ class Comparison:
         table["n"] = table["n"].fillna(0).astype(int)
         return table
 
+    def seed_returns(self, cost_multiple: float = 1.0) -> dict[str, dict[int, pd.Series]]:
+        """method -> seed -> that seed's chained daily returns, indexed by date (complete seeds only).
+
+        The chain's first day (the starting capital, which has no return) is left out, so these are
+        exactly the returns the metrics use.
+        """
+        return {
+            method: {
+                seed: pd.Series(
+                    r.returns[1:], index=pd.DatetimeIndex(r.dates[1:]), name=series_name(method, seed)
+                )
+                for seed, r in by_seed.items()
+            }
+            for method, by_seed in self.chains(cost_multiple).items()
+        }
+
     def daily_returns(self, cost_multiple: float = 1.0) -> dict[str, pd.Series]:
         """method -> mean across seeds of the chained daily returns, indexed by date.
 
-        The chain's first day (the starting capital, which has no return) is left out, so these are
-        exactly the returns the metrics use. Methods without a complete seed are absent.
+        For a method with several seeds this series is an **ensemble** of the seeds (all held at
+        once, rebalanced to equal capital daily), not a deployable agent: its noise partly cancels,
+        so its Sharpe ratio can exceed every seed's. Statistics never use it (`significance` tests
+        each seed); show it only labelled (`significance.ensemble_label`). Methods without a
+        complete seed are absent.
         """
-        out = {}
-        for method, by_seed in self.chains(cost_multiple).items():
-            per_seed = [
-                pd.Series(r.returns[1:], index=pd.DatetimeIndex(r.dates[1:])) for r in by_seed.values()
-            ]
-            out[method] = pd.concat(per_seed, axis=1).mean(axis=1).rename(method)
-        return out
+        return {
+            method: pd.concat(list(by_seed.values()), axis=1).mean(axis=1).rename(method)
+            for method, by_seed in self.seed_returns(cost_multiple).items()
+        }
 
     def growth(self, cost_multiple: float = 1.0) -> dict[str, pd.DataFrame]:
         """method -> chained value per unit of capital (date × seed), for cumulative-return plots."""
@@ -235,28 +254,16 @@ class Comparison:
             out[method] = pd.DataFrame(curves)
         return out
 
-    def significance(self, reference: str | None = None, *, reps: int = 2000, seed: int = 0) -> pd.DataFrame:
-        """Each method against `reference` (default: the experiment's), at nominal costs.
-
-        The table is `stats.significance_table` over the mean-across-seeds daily returns, on the
-        dates every method has: mean annualized excess return, Newey-West t and p, stationary
-        bootstrap p, Benjamini-Hochberg q-values. ``table.attrs`` holds the tests over all methods:
-        ``reference``; does any method beat the reference? ``reality_check_p`` (White's Reality
-        Check, arch, on raw mean differences), ``spa_p`` (arch's SPA p-value: also not
-        studentized), ``rc_best`` (highest mean), ``hansen_spa`` (a `snooping.SPAResult`: Hansen's
-        studentized SPA test, lower/consistent/upper p-values), ``n_models`` (methods in those tests),
-        and the deflated Sharpe ratio of the method with the highest Sharpe ratio given the number
-        of methods tried: ``dsr_method``, ``dsr`` (a `snooping.DSRResult`), ``n_trials``, and ``n_returns``
-        (the daily returns tested: one fewer than the test days, whose first has no return).
-        The best method is picked by the Sharpe ratio of these same mean-across-seeds returns, and
-        every method counts as a trial.
-        """
+    def _aligned_seed_returns(
+        self, reference: str | None
+    ) -> tuple[str, dict[str, dict[int, np.ndarray]], int]:
+        """(reference, method -> seed -> returns on the days every series has, number of those days)."""
         reference = reference or self.reference
         if reference is None:
             raise UserError(
                 "this experiment has no reference method; pass one, e.g. significance('equal-weight')"
             )
-        returns = self.daily_returns(1.0)
+        returns = self.seed_returns(1.0)
         if reference not in returns:
             raise UserError(
                 f"reference {reference!r} has no complete finished seed in this run "
@@ -266,29 +273,53 @@ class Comparison:
             raise UserError(
                 f"significance needs at least two methods with results; only {reference!r} has any"
             )
-        common = sorted(set.intersection(*(set(s.index) for s in returns.values())))
-        arrays = {method: series.loc[common].to_numpy() for method, series in returns.items()}
-        table = stats.significance_table(arrays, reference, reps=reps, seed=seed)
-
-        others = {method: a for method, a in arrays.items() if method != reference}
-        across = snooping.reality_check_and_spa(others, arrays[reference], reps=reps, seed=seed)
-        hansen = snooping.hansen_spa(others, arrays[reference], reps=reps, seed=seed)
-        sharpe = {method: sharpe_ratio(a) for method, a in arrays.items()}
-        best = max(sharpe, key=lambda m: -math.inf if math.isnan(sharpe[m]) else sharpe[m])
-        dsr = snooping.deflated_sharpe_ratio(
-            arrays[best], n_trials=len(arrays), sharpe_variance=snooping.trial_sharpe_variance(arrays)
+        common = sorted(
+            set.intersection(*(set(s.index) for by_seed in returns.values() for s in by_seed.values()))
         )
+        arrays = {
+            method: {seed: s.loc[common].to_numpy() for seed, s in by_seed.items()}
+            for method, by_seed in returns.items()
+        }
+        return reference, arrays, len(common)
+
+    def seed_significance(
+        self, reference: str | None = None, *, reps: int = 2000, seed: int = 0
+    ) -> pd.DataFrame:
+        """Each seed of each method against `reference`, at nominal costs: `significance.seed_tests`
+        (one row per (method, seed): Newey-West t and p, stationary-bootstrap p, and both
+        Holm-adjusted across the method's seeds), on the days every series has."""
+        reference, arrays, _ = self._aligned_seed_returns(reference)
+        return seedwise.seed_tests(arrays, reference, reps=reps, seed=seed)
+
+    def significance(self, reference: str | None = None, *, reps: int = 2000, seed: int = 0) -> pd.DataFrame:
+        """Each method against `reference` (default: the experiment's), seed by seed, at nominal costs.
+
+        Every seed's own daily returns are tested (never the mean across seeds: that is an ensemble,
+        see `daily_returns`), on the days every series has. The table is `significance.method_table`:
+        per method ``n_seeds``, the seeds' Newey-West and stationary-bootstrap p-values
+        (``nw_p_seeds``, ``boot_p_seeds``), their medians, the Holm-combined p across the method's
+        seeds (``nw_p_holm``, ``boot_p_holm``: smallest Holm-adjusted p), the number of seeds
+        significant at 5 % after Holm, ``nw_statement``, and Benjamini-Hochberg q-values across
+        methods of the Holm-combined p (``q_nw``, ``q_boot``). `seed_significance` has the per-seed rows.
+
+        ``table.attrs`` holds the data-snooping tests, where every seed of every method is a
+        candidate or trial (`significance.snooping_over_seeds`, series named ``method#seed``):
+        ``reference``, ``benchmark`` (the reference series of the Reality Check and the SPA),
+        ``reality_check_p`` (White's Reality Check, arch, on raw mean differences), ``spa_p`` (arch's
+        SPA p-value: also not studentized), ``rc_best`` (the series with the highest mean),
+        ``hansen_spa`` (a `snooping.SPAResult`: Hansen's studentized SPA), ``n_models`` (candidate
+        series), ``candidates``; the deflated Sharpe ratio of the series with the highest Sharpe ratio,
+        ``dsr_series``, ``dsr`` (a `snooping.DSRResult`), ``n_trials`` (every series, the reference's
+        included); ``n_methods`` (methods besides the reference) and ``n_returns`` (the daily returns
+        tested: one fewer than the test days, whose first has no return).
+        """
+        reference, arrays, n_returns = self._aligned_seed_returns(reference)
+        table = seedwise.method_table(seedwise.seed_tests(arrays, reference, reps=reps, seed=seed))
         table.attrs.update(
             reference=reference,
-            reality_check_p=across["reality_check_p"],
-            spa_p=across["spa_p"],
-            rc_best=across["best"],
-            hansen_spa=hansen,
-            n_models=across["n_models"],
-            dsr_method=best,
-            dsr=dsr,
-            n_trials=len(arrays),
-            n_returns=len(common),
+            **seedwise.snooping_over_seeds(arrays, reference, reps=reps, seed=seed),
+            n_methods=len(table),
+            n_returns=n_returns,
         )
         return table
 

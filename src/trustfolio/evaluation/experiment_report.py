@@ -6,11 +6,16 @@
 - ``report.md``   — the same tables in Markdown, with links to the PNG files beside it;
 - ``cumulative_return.png``, ``drawdown.png`` and, with several test windows, ``per_period.png``.
 
-Sections: the run's facts, the metrics table (mean ± std across seeds, best of each column in
-bold), significance against the reference (with q-values) plus White's Reality Check (arch, not
-studentized), Hansen's studentized SPA test (`snooping.hansen_spa`) and the deflated Sharpe ratio, cumulative-return and drawdown curves (mean across seeds, min–max
-band), per-period table and bars (several windows only), cost-stress table (several cost multiples
-only), failed jobs, and the experiment's YAML. Every file is written to a temporary name and
+Sections: the run's facts, the metrics table (mean ± std across seeds of each seed's own metrics,
+best of each column in bold), significance against the reference seed by seed (per-seed p-values,
+their median, the Holm-combined p across a method's seeds, Benjamini-Hochberg q-values across
+methods; `evaluation.significance`) plus White's Reality Check (arch, not studentized), Hansen's
+studentized SPA test (`snooping.hansen_spa`) and the deflated Sharpe ratio with every seed of every
+method as a candidate and trial (``method#seed``), cumulative-return and drawdown curves (the mean of
+a method's seed curves, labelled as an ensemble, and the min–max band of its seeds), per-period
+table and bars (several windows only), cost-stress table (several cost multiples only), failed
+jobs, and the experiment's YAML. Nothing computed on a mean across seeds is shown unlabelled: such a
+series is an ensemble of the seeds, not an agent anyone would deploy. Every file is written to a temporary name and
 renamed, and all content is built before the first write, so a crash leaves no half report.
 
 `build_report(run_dir)` is what ``trustfolio report RUN_DIR`` calls.
@@ -30,21 +35,27 @@ import pandas as pd
 from trustfolio.errors import TrustfolioError, UserError
 from trustfolio.evaluation.comparison import Comparison
 from trustfolio.evaluation.report import TABLE_COLUMNS, figure_png, format_metric  # also selects Agg
+from trustfolio.evaluation.significance import SIGNIFICANCE_LEVEL, ensemble_label, p_text
 from trustfolio.files import write_atomic
 
 # A table cell: its text and whether it is bold. A table: headers and rows of cells.
 Cell = tuple[str, bool]
 Table = tuple[list[str], list[list[Cell]]]
 
-SIGNIFICANCE_COLUMNS = {  # column of stats.significance_table -> (header, format)
-    "mean_excess": ("mean excess (ann.)", "{:+.2%}"),
-    "nw_t": ("Newey-West t", "{:.2f}"),
-    "nw_p": ("NW p", "{:.3f}"),
-    "boot_p": ("bootstrap p", "{:.3f}"),
-    "q_nw": ("NW q", "{:.3f}"),
-    "q_boot": ("bootstrap q", "{:.3f}"),
+SIGNIFICANCE_COLUMNS = {  # column of Comparison.significance -> header
+    "n_seeds": "seeds",
+    "mean_excess": "mean excess (ann., mean of seeds)",
+    "nw_p_seeds": "NW p per seed",
+    "nw_p_median": "NW p median",
+    "nw_p_holm": "NW Holm p",
+    "nw_significant": "NW Holm 5 %",
+    "boot_p_seeds": "bootstrap p per seed",
+    "boot_p_median": "bootstrap p median",
+    "boot_p_holm": "bootstrap Holm p",
+    "boot_significant": "bootstrap Holm 5 %",
+    "q_nw": "NW q",
+    "q_boot": "bootstrap q",
 }
-SIGNIFICANCE_LEVEL = 0.05  # p- and q-values below it are bold
 MAX_FAILURES_SHOWN = 30
 
 
@@ -80,23 +91,28 @@ def metrics_mean_std_table(summary: pd.DataFrame, missing: Sequence[str] = ()) -
 
 
 def significance_cells(table: pd.DataFrame) -> Table:
-    """`Comparison.significance` as cells; p- and q-values below `SIGNIFICANCE_LEVEL` in bold."""
+    """`Comparison.significance` as cells; Holm-combined p- and q-values below `SIGNIFICANCE_LEVEL`
+    in bold (a per-seed p or a median is not a test of the method, so it is never bold)."""
     columns = [c for c in SIGNIFICANCE_COLUMNS if c in table.columns]
     rows = []
     for method, row in table.iterrows():
         cells = [(str(method), False)]
         for c in columns:
             value = row[c]
-            significant = c.endswith("_p") or c.startswith("q_")
-            if pd.isna(value):
-                text = "–"
-            elif significant and value < 0.001:
-                text = "<0.001"
+            if c == "n_seeds":
+                text = "1 (one series)" if value == 1 else str(int(value))
+            elif c.endswith("_seeds"):
+                text = ", ".join(p_text(p) for p in value)
+            elif c.endswith("_significant"):
+                text = f"{int(value)} of {int(row['n_seeds'])}"
+            elif c == "mean_excess":
+                text = "–" if pd.isna(value) else f"{value:+.2%}"
             else:
-                text = SIGNIFICANCE_COLUMNS[c][1].format(value)
-            cells.append((text, significant and pd.notna(value) and value < SIGNIFICANCE_LEVEL))
+                text = p_text(value)
+            decisive = c.endswith("_holm") or c.startswith("q_")
+            cells.append((text, decisive and pd.notna(value) and value < SIGNIFICANCE_LEVEL))
         rows.append(cells)
-    return ["method", *(SIGNIFICANCE_COLUMNS[c][0] for c in columns)], rows
+    return ["method", *(SIGNIFICANCE_COLUMNS[c] for c in columns)], rows
 
 
 def per_period_cells(per_period: pd.DataFrame, windows: Sequence[str], methods: Sequence[str]) -> Table:
@@ -164,14 +180,19 @@ def plot_curves(comparison: Comparison, *, drawdown: bool) -> bytes:
     for method, growth in comparison.growth(1.0).items():
         curves = growth / growth.cummax() - 1.0 if drawdown else growth - 1.0
         color = _color(comparison, method)
-        ax.plot(curves.index, curves.mean(axis=1), label=method, linewidth=1.2, color=color)
+        label = method if curves.shape[1] == 1 else f"{method} (mean of {curves.shape[1]} seeds: ensemble)"
+        ax.plot(curves.index, curves.mean(axis=1), label=label, linewidth=1.2, color=color)
         if curves.shape[1] > 1:
             ax.fill_between(curves.index, curves.min(axis=1), curves.max(axis=1), color=color, alpha=0.15)
     ax.set_ylabel("drawdown" if drawdown else "cumulative return")
     ax.axhline(0.0, color="grey", linewidth=0.6)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, ncols=2)
-    ax.set_title(("Drawdown" if drawdown else "Cumulative return") + " (mean across seeds, min–max band)")
+    ax.set_title(
+        ("Drawdown" if drawdown else "Cumulative return")
+        + ": line = mean of the seeds' curves (an ensemble, not a deployable agent), band = min–max of the seeds",
+        fontsize=9,
+    )
     return figure_png(fig)
 
 
@@ -217,21 +238,51 @@ def _significance_section(comparison: Comparison) -> tuple[Table | None, list[st
         return None, [f"Significance not computed: {exc}"]
     a = table.attrs
     dsr, spa = a["dsr"], a["hansen_spa"]
+    level = f"{SIGNIFICANCE_LEVEL:.0%}".replace("%", " %")
+    seeded = [f"{method}: {row['nw_statement']}" for method, row in table.iterrows() if row["n_seeds"] > 1]
     lines = [
-        f"Does any of the {a['n_models']} method{'s' if a['n_models'] > 1 else ''} besides "
-        f"{a['reference']} beat it ({a['n_returns']} daily returns)? "
+        f"Each seed is tested on its own daily excess returns over {a['reference']} ({a['n_returns']} "
+        "daily returns; one-sided: does the seed earn more?), never a mean across seeds, which is an "
+        "ensemble of the seeds, not a deployable agent. Per seed (in seed order): Newey-West and "
+        "stationary-bootstrap p-values, and their median. Holm p: the smallest of the method's "
+        "per-seed p-values after Holm's adjustment across its seeds (statsmodels); below "
+        f"{SIGNIFICANCE_LEVEL:g} at least one seed beats the reference with a family-wise error of at "
+        f"most {level}. Holm {level}: the seeds significant after that adjustment. q: "
+        "Benjamini-Hochberg across methods of the Holm p. A method with one series (deterministic) "
+        "is tested once.",
+        *([f"Newey-West, seed by seed — {'; '.join(seeded)}."] if seeded else []),
+        f"Does any of the {a['n_models']} per-seed series of the {a['n_methods']} "
+        f"method{'s' if a['n_methods'] > 1 else ''} besides {a['reference']} beat {a['benchmark']}? "
+        "Every seed is a candidate, named method#seed. "
         f"White Reality Check (arch, not studentized): Reality Check p = {a['reality_check_p']:.3f} "
         f"(best mean: {a['rc_best']}). "
         f"Hansen SPA (studentized): SPA p = {spa.consistent:.3f} (consistent; lower {spa.lower:.3f}, "
         f"upper {spa.upper:.3f}; best studentized mean: {spa.best}). Studentizing divides each "
-        "method's mean excess by its own bootstrap standard error, so a volatile method cannot mask a "
+        "series' mean excess by its own bootstrap standard error, so a volatile series cannot mask a "
         "steady one.",
-        f"Deflated Sharpe ratio of {a['dsr_method']} (highest Sharpe ratio) given {a['n_trials']} methods "
-        f"tried: DSR = {dsr.dsr:.3f}, the probability that its true Sharpe ratio exceeds "
-        f"{dsr.sr0_annualized:.2f}, the best the {a['n_trials']} methods would reach by luck "
+        f"Deflated Sharpe ratio of {a['dsr_series']}, the series with the highest Sharpe ratio among "
+        f"all {a['n_trials']} per-seed series (every seed of every method, {a['reference']} included, "
+        f"is a trial): DSR = {dsr.dsr:.3f}, the probability that its true Sharpe ratio exceeds "
+        f"{dsr.sr0_annualized:.2f}, the best {a['n_trials']} skill-less trials would reach by luck "
         f"(its annualized SR on these days: {dsr.sr_annualized:.2f}).",
     ]
     return significance_cells(table), lines
+
+
+def _curves_note(comparison: Comparison) -> list[str]:
+    """Say which curves are ensembles: a method's line is the mean of its seeds' curves."""
+    seeds = {m: len(by_seed) for m, by_seed in comparison.chains(1.0).items()}
+    by_count: dict[int, list[str]] = {}
+    for method, n in seeds.items():
+        if n > 1:
+            by_count.setdefault(n, []).append(method)
+    if not by_count:
+        return ["Each line is one run."]
+    groups = "; ".join(f"{', '.join(methods)}: {ensemble_label(n)}" for n, methods in by_count.items())
+    return [
+        "A method with several seeds is drawn as the mean of its seeds' curves, an ensemble, with the "
+        f"min–max band of its seeds (each seed is one agent). {groups}."
+    ]
 
 
 def write_comparison_report(
@@ -260,7 +311,8 @@ def write_comparison_report(
             ("Facts", (["", ""], [[(label, True), (text, False)] for label, text in facts]), [], [])
         )
     summary_note = (
-        f"Mean ± std across seeds (n seeds) at nominal costs, each seed's metrics over "
+        f"Mean ± std across seeds (n seeds) of each seed's own metrics at nominal costs (not the "
+        f"metrics of a mean across seeds, which would be an ensemble), each seed's metrics over "
         f"{'its chained test windows' if several_windows else 'the test window'}; best of each column "
         f"in bold. CR cumulative return, AR annualized return, SR annualized Sharpe (risk-free 0), "
         f"MDD maximum drawdown (trustfolio.evaluation.metrics)."
@@ -269,9 +321,9 @@ def write_comparison_report(
     summary_table = metrics_mean_std_table(comparison.summary(1.0), list(comparison.missing))
     sections.append(("Metrics", summary_table, [summary_note, *missing_lines], []))
     significance, lines = _significance_section(comparison)
-    note = f"p- and q-values (Benjamini-Hochberg across methods) below {SIGNIFICANCE_LEVEL:g} in bold."
+    note = f"Holm p- and q-values below {SIGNIFICANCE_LEVEL:g} in bold."
     sections.append(("Significance", significance, [*lines, note] if significance else lines, []))
-    sections.append(("Curves", None, [], list(pictures)))
+    sections.append(("Curves", None, _curves_note(comparison), list(pictures)))
     if several_windows:
         pictures["per_period.png"] = ("Per period", plot_per_period(comparison))
         table = per_period_cells(comparison.per_period(), comparison.windows, comparison.methods)
