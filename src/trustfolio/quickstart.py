@@ -3,8 +3,10 @@
 By default it runs the packaged `experiments/quickstart.yaml` (embedded S&P 500 data, the classic
 strategies, 3 seeds, costs at 1×/3×/5×) with the resumable runner, then writes into the run directory:
 
-    metrics.json    {"strategies": {method: {"CR":…, "AR":…, "SR":…, "MDD":…, …}}, …}  (mean over
-                    seeds, costs ×1; `strategies_std` has the standard deviations, `n_seeds` the counts)
+    metrics.json    the one metrics file (`trustfolio.evaluation.result.write_metrics`): "start" and
+                    "end" of the test record, "cost_bps" (costs ×1), "strategies": {method: {"CR":…,
+                    "AR":…, "SR":…, "MDD":…, …}} (mean over seeds); `strategies_std` has the standard
+                    deviations, `n_seeds` the counts (1: a deterministic method, run once)
     daily.parquet   one row per (date, strategy) at costs ×1: `return` (the mean across the
                     strategy's seeds of their daily returns), `value` (the growth of one unit of
                     capital under those mean returns) and `return_seed<k>` (seed k's own daily
@@ -17,7 +19,7 @@ Rerunning the same command skips every finished job, so it only rebuilds the tab
 
 from __future__ import annotations
 
-import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +28,7 @@ import pandas as pd
 
 from trustfolio.evaluation.comparison import Comparison
 from trustfolio.evaluation.experiment_report import build_report
+from trustfolio.evaluation.result import write_metrics
 from trustfolio.experiment import Experiment
 from trustfolio.files import write_atomic
 from trustfolio.runner import ExperimentSummary, quickstart_experiment_path, run_experiment
@@ -72,14 +75,19 @@ def write_tables(comparison: Comparison, run_dir: Path) -> None:
         row = summary.loc[method]
         return {m: _number(row[f"{m}{suffix}"]) for m in metric_names}
 
-    document = {
-        "strategies": {method: values(method, "_mean") for method in summary.index},
-        "strategies_std": {method: values(method, "_std") for method in summary.index},
-        "n_seeds": {method: int(summary.loc[method, "n"]) for method in summary.index},
-        "cost_multiple": 1.0,
-        "missing": dict(comparison.missing),
-    }
-    write_atomic(run_dir / "metrics.json", json.dumps(document, indent=2))
+    nominal = [j.result for j in comparison.jobs if math.isclose(j.cost_multiple, 1.0)]
+    costs = {r.config.get("cost_bps") for r in nominal}
+    write_metrics(
+        run_dir,
+        start=min(r.dates[0] for r in nominal),
+        end=max(r.dates[-1] for r in nominal),
+        cost_bps=costs.pop() if len(costs) == 1 else None,
+        strategies={method: values(method, "_mean") for method in summary.index},
+        strategies_std={method: values(method, "_std") for method in summary.index},
+        n_seeds={method: int(summary.loc[method, "n"]) for method in summary.index},
+        cost_multiple=1.0,
+        missing=dict(comparison.missing),
+    )
 
     frames = []
     chains = comparison.chains(1.0)
