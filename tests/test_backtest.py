@@ -181,14 +181,14 @@ def test_bad_input():
 def test_save_load_round_trip(tmp_path):
     result = backtest(make_strategy("equal-weight"), tiny_panel(), cost_bps=10.0, round_lots=False)
     result.save(tmp_path / "run")
-    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["daily.parquet", "result.json"]
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["daily.parquet", "metrics.json"]
     loaded = BacktestResult.load(tmp_path / "run")
     for name in ("dates", "values", "returns", "weights", "turnover", "costs"):
         np.testing.assert_array_equal(getattr(loaded, name), getattr(result, name))
     assert (loaded.name, loaded.label, loaded.tickers) == (result.name, result.label, result.tickers)
     assert loaded.config == result.config and loaded.metrics() == result.metrics()
-    meta = json.loads((tmp_path / "run" / "result.json").read_text())
-    assert meta["metrics"]["CR"] == pytest.approx(result.CR)
+    meta = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert meta["strategies"]["equal-weight"]["CR"] == pytest.approx(result.CR)
     frame = result.to_frame()
     assert list(frame.columns) == ["date", "value", "return", "costs", "turnover", "w_S0", "w_S1"]
 

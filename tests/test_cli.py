@@ -108,8 +108,8 @@ def test_run_writes_metrics_daily_and_report_and_resumes(monkeypatch, capsys, tm
     for values in metrics["strategies"].values():
         assert {"CR", "AR", "SR", "MDD", "turnover", "total_costs"} <= set(values)
     # metrics.json agrees with the job's own saved backtest (deterministic: one run, seed 0)
-    job = json.loads((run_dir / "jobs" / "equal-weight--offline--seed0--x1" / "result.json").read_text())
-    assert metrics["strategies"]["equal-weight"]["CR"] == pytest.approx(job["metrics"]["CR"], rel=1e-9)
+    job = json.loads((run_dir / "jobs" / "equal-weight--offline--seed0--x1" / "metrics.json").read_text())
+    assert metrics["strategies"]["equal-weight"]["CR"] == pytest.approx(job["strategies"]["equal-weight"]["CR"], rel=1e-9)
     daily = pd.read_parquet(run_dir / "daily.parquet")
     assert {"date", "strategy", "value", "return"} <= set(daily.columns)
     assert not daily.duplicated(["date", "strategy"]).any()

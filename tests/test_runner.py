@@ -163,7 +163,7 @@ def test_local_pool_run_layout_and_results_equal_direct_backtest(tmp_path, table
     assert sorted(p.name for p in (run_dir / "jobs").iterdir()) == ids
     for job_id in ids:
         names = sorted(p.name for p in (run_dir / "jobs" / job_id).iterdir())
-        assert names == ["DONE", "daily.parquet", "job.json", "result.json"]
+        assert names == ["DONE", "daily.parquet", "job.json", "metrics.json"]
 
     raw = load_dataset(table)
     panel, _ = clean(raw.slice(None, "2021-08-13"), train_start="2021-01-04", train_end="2021-04-30")

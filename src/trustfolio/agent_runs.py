@@ -29,7 +29,6 @@ from trustfolio.provenance import code_version, environment
 from trustfolio.rundir import (
     AGENT_FILE,
     BACKTEST_DIR,
-    METRICS_FILE,
     OVERESTIMATION_JSON,
     OVERESTIMATION_PNG,
     RUN_FILE,
@@ -172,11 +171,13 @@ def evaluate_run(
 ) -> dict[str, Any]:
     """Backtest a trained run on ``[start, end]`` (default: from the day after its last training day
     to the end of the data) with costs (`cost_bps`, 100-share lots on CSI) and without, beside 1/N;
-    writes and returns ``metrics.json`` ``{"strategies": {...}, "strategies_no_costs": {...}, …}``.
+    writes and returns ``metrics.json`` (`write_metrics`: ``start``, ``end``, ``cost_bps``,
+    ``strategies``, then ``strategies_no_costs``, ``lots``, ``agent``, ``seed``, ``dataset``).
     For an agent with a critic, the value-overestimation diagnostic of the same days (with costs)
     is written too and summarized under ``"overestimation"``."""
     from trustfolio.evaluation.backtest import backtest
     from trustfolio.evaluation.overestimation import has_critic, value_overestimation
+    from trustfolio.evaluation.result import write_metrics
     from trustfolio.strategies import make_strategy
 
     run_dir = Path(run_dir)
@@ -223,23 +224,23 @@ def evaluate_run(
         diagnostic.to_json(run_dir / OVERESTIMATION_JSON)
         diagnostic.plot(run_dir / OVERESTIMATION_PNG)
         document["overestimation"] = diagnostic.summary(nan_as_none=True)
-    document.update(
-        {
-            "start": str(result.dates[0]),
-            "end": str(result.dates[-1]),
-            "cost_bps": cost_bps,
-            "lots": True,
-            "agent": run["agent"],
-            "seed": run["seed"],
-            "dataset": run["dataset"],
-            "data": panel.content_hash(),
-            "trained_by": run.get("code"),
-            "code": code_version(),  # what evaluated it, with the libraries and thread count below
-            "environment": environment(),
-        }
+    sections = {k: v for k, v in document.items() if k != "strategies"}
+    return write_metrics(
+        run_dir,
+        start=result.dates[0],
+        end=result.dates[-1],
+        cost_bps=cost_bps,
+        strategies=document["strategies"],
+        **sections,
+        lots=True,
+        agent=run["agent"],
+        seed=run["seed"],
+        dataset=run["dataset"],
+        data=panel.content_hash(),
+        trained_by=run.get("code"),
+        code=code_version(),  # what evaluated it, with the libraries and thread count below
+        environment=environment(),
     )
-    write_atomic(run_dir / METRICS_FILE, json.dumps(document, indent=2, default=_json_default))
-    return document
 
 
 def _windows(panel: Panel, train_start, train_end, finetune_start, finetune_end) -> dict[str, tuple]:
@@ -276,10 +277,6 @@ def build_states(
     if kind is None:
         return cls.market_states(panel, train_start, train_end, config, progress=progress)
     return state_builder(kind)(panel, train_start, train_end)
-
-
-def _json_default(value: Any) -> Any:
-    return None if isinstance(value, float) and np.isnan(value) else str(value)
 
 
 # ---------------------------------------------------------------------------------------- runner methods

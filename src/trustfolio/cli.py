@@ -149,7 +149,7 @@ def backtest_command(
     initial_cash: Annotated[float, typer.Option(help="starting capital in the dataset's currency")] = 1e6,
     lots: Annotated[bool, typer.Option(help="round share quantities to the market's lot size")] = True,
     fill: Annotated[str, typer.Option(help="close (fill at the close of the decision day) | next_open")] = "close",
-    out: Annotated[Path | None, typer.Option(help="directory to save daily.parquet and result.json")] = None,
+    out: Annotated[Path | None, typer.Option(help="directory to save daily.parquet and metrics.json")] = None,
     on_outliers: OnOutliers = "fail",
 ) -> None:
     """Backtest one classic strategy on DATASET between START and END."""
@@ -186,7 +186,7 @@ def backtest_command(
     warn_idle_cash({result.name: result.metrics()}, "; raise --initial-cash or pass --no-lots")
     if out is not None:
         result.save(out)
-        console.print(f"saved to {out}")
+        console.print(f"saved: {out / 'metrics.json'}, {out / 'daily.parquet'}")
 
 
 Workers = Annotated[int | None, typer.Option(help="parallel jobs on the local pool (default: CPU cores)")]
@@ -216,6 +216,7 @@ def run_command(
     result = run_main_job(experiment, out_root=out, name=name, workers=workers, backend=backend, address=address)
     console.print(result.summary.describe())
     _print_comparison(result.comparison)
+    console.print(f"metrics: {result.run_dir / 'metrics.json'}")
     console.print(f"report: {result.report}")
 
 

@@ -15,7 +15,8 @@ with their configs (`trustfolio.methods`), seeds and cost multiples:
     imports: [my_agents]                 # optional modules that register extra methods
 
 It expands to one `JobSpec` per method × window × seed × cost multiple; deterministic methods (the
-classic strategies) run on seed 0 only. `trustfolio.runner` runs the jobs.
+classic strategies, ridge predict-then-hold, and boosted trees on windows of at most 200,000
+training rows) run on seed 0 only. `trustfolio.runner` runs the jobs.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import yaml
 from trustfolio.agents.registry import AGENTS
 from trustfolio.errors import UserError
 from trustfolio.evaluation.protocols import Window, resolve_protocol, windows_from_config
-from trustfolio.methods import METHODS, is_method, make_method
+from trustfolio.methods import METHODS, is_deterministic, is_method, make_method
 from trustfolio.rundir import safe_name
 
 _BACKTEST_OPTIONS = {
@@ -174,15 +175,17 @@ class Experiment:
                 raise UserError(f"methods[{i}]: {exc}") from None
         return built
 
-    def jobs(self, dates, *, trading_days_per_year: int = 252) -> list[JobSpec]:
-        """Every job on the trading days `dates`: method × window × seed × cost multiple
-        (deterministic methods: seed 0 only). Builds every method first, so a bad option fails here."""
+    def jobs(self, dates, *, trading_days_per_year: int = 252, n_stocks: int | None = None) -> list[JobSpec]:
+        """Every job on the trading days `dates`: method × window × seed × cost multiple; a method
+        deterministic on a window runs it on seed 0 only (`methods.is_deterministic`: with `n_stocks`,
+        the panel's stock count, a method whose use of the seed depends on the data size can tell).
+        Builds every method first, so a bad option fails here."""
         windows = windows_from_config(self.protocol, dates, trading_days_per_year=trading_days_per_year)
         methods = self.build_methods()
         jobs = []
         for entry in self.methods:
-            deterministic = bool(methods[entry["name"]].deterministic)
             for window in windows:
+                deterministic = is_deterministic(methods[entry["name"]], window, dates, n_stocks)
                 for seed in [0] if deterministic else self.seeds:
                     for multiple in self.cost_multiples:
                         spec = JobSpec(

@@ -39,6 +39,10 @@ class Method(Protocol):
     name: str
     deterministic: bool  # True: every seed gives the same result, so the runner runs seed 0 only
 
+    # Optional: a method whose use of the seed depends on the data (e.g. predict-hold-gbm, seeded only
+    # above 200,000 training rows) also defines ``deterministic_on(window, dates, n_stocks) -> bool``,
+    # which the runner asks for each window (`is_deterministic`).
+
     def build_policy(self, panel: Panel, window: Window, seed: int, work_dir: Path) -> Policy:
         """Fit on ``window.train`` (+ ``finetune``/``validation``) days of `panel` only, with all
         randomness drawn from `seed`; `work_dir` is scratch space for checkpoints and logs."""
@@ -81,6 +85,16 @@ def make_method(name: str, config: dict[str, Any] | None = None) -> Method:
     return _FACTORIES[name](dict(config or {}))
 
 
+def is_deterministic(method: Method, window: Window, dates=None, n_stocks: int | None = None) -> bool:
+    """Whether every seed gives `method` the same result on `window`: its `deterministic` flag, or,
+    when the panel's `dates` and (upper bound on the) `n_stocks` are known and the method can tell from
+    them, its ``deterministic_on(window, dates, n_stocks)``."""
+    decide = getattr(method, "deterministic_on", None)
+    if bool(method.deterministic) or decide is None or dates is None or n_stocks is None:
+        return bool(method.deterministic)
+    return bool(decide(window, dates, n_stocks))
+
+
 @dataclass
 class StrategyMethod:
     """A classic strategy as a method: nothing to fit, every seed gives the same result."""
@@ -120,4 +134,12 @@ def _agent_method(name: str) -> Callable[[dict[str, Any]], Method]:
 for _name, (_target, _description) in AGENTS.items():
     register_method(_name, _agent_method(_name), _description)
 
-__all__ = ["METHODS", "Method", "StrategyMethod", "is_method", "make_method", "register_method"]
+__all__ = [
+    "METHODS",
+    "Method",
+    "StrategyMethod",
+    "is_deterministic",
+    "is_method",
+    "make_method",
+    "register_method",
+]

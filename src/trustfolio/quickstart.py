@@ -3,10 +3,12 @@
 By default it runs the packaged `experiments/quickstart.yaml` (embedded S&P 500 data, the classic
 strategies, 3 seeds, costs at 1×/3×/5×) with the resumable runner, then writes into the run directory:
 
-    metrics.json    {"strategies": {method: {"CR":…, "AR":…, "SR":…, "MDD":…, …}}, …}  (mean over
-                    seeds of each seed's own metrics, costs ×1; `strategies_std` has the standard
-                    deviations, `n_seeds` the counts, `ensembles` names the strategies whose
-                    daily.parquet `return`/`value` average several seeds, `notes` says all this)
+    metrics.json    the one metrics file (`trustfolio.evaluation.result.write_metrics`): "start" and
+                    "end" of the test record, "cost_bps" (costs ×1), "strategies": {method: {"CR":…,
+                    "AR":…, "SR":…, "MDD":…, …}} (mean over seeds of each seed's own metrics);
+                    `strategies_std` has the standard deviations, `n_seeds` the counts (1: a
+                    deterministic method, run once), `ensembles` names the strategies whose
+                    daily.parquet `return`/`value` average several seeds, `notes` says all this
     daily.parquet   one row per (date, strategy) at costs ×1: `return` (the mean across the
                     strategy's seeds of their daily returns: with several seeds an ensemble of
                     them, not a deployable agent), `value` (the growth of one unit of capital
@@ -21,7 +23,7 @@ Rerunning the same command skips every finished job, so it only rebuilds the tab
 
 from __future__ import annotations
 
-import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +32,7 @@ import pandas as pd
 
 from trustfolio.evaluation.comparison import Comparison
 from trustfolio.evaluation.experiment_report import build_report
+from trustfolio.evaluation.result import write_metrics
 from trustfolio.evaluation.significance import ensemble_label
 from trustfolio.experiment import Experiment
 from trustfolio.files import write_atomic
@@ -78,26 +81,31 @@ def write_tables(comparison: Comparison, run_dir: Path) -> None:
         row = summary.loc[method]
         return {m: _number(row[f"{m}{suffix}"]) for m in metric_names}
 
-    document = {
-        "strategies": {method: values(method, "_mean") for method in summary.index},
-        "strategies_std": {method: values(method, "_std") for method in summary.index},
-        "n_seeds": {method: int(summary.loc[method, "n"]) for method in summary.index},
-        "ensembles": {
+    nominal = [j.result for j in comparison.jobs if math.isclose(j.cost_multiple, 1.0)]
+    costs = {r.config.get("cost_bps") for r in nominal}
+    write_metrics(
+        run_dir,
+        start=min(r.dates[0] for r in nominal),
+        end=max(r.dates[-1] for r in nominal),
+        cost_bps=costs.pop() if len(costs) == 1 else None,
+        strategies={method: values(method, "_mean") for method in summary.index},
+        strategies_std={method: values(method, "_std") for method in summary.index},
+        n_seeds={method: int(summary.loc[method, "n"]) for method in summary.index},
+        ensembles={
             method: ensemble_label(int(summary.loc[method, "n"]))
             for method in summary.index
             if summary.loc[method, "n"] > 1
         },
-        "notes": {
+        notes={
             "strategies": "mean over seeds of each seed's own metrics (not the metrics of a mean across "
             "seeds); strategies_std: their standard deviation across seeds",
             "daily.parquet": "return and value: the mean across a strategy's seeds of their daily returns "
             "and its growth; for the strategies in `ensembles` an ensemble of the seeds, not a "
             "deployable agent; return_seed<k>: seed k's own returns",
         },
-        "cost_multiple": 1.0,
-        "missing": dict(comparison.missing),
-    }
-    write_atomic(run_dir / "metrics.json", json.dumps(document, indent=2))
+        cost_multiple=1.0,
+        missing=dict(comparison.missing),
+    )
 
     frames = []
     chains = comparison.chains(1.0)

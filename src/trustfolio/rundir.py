@@ -4,22 +4,26 @@ An **experiment run** (`trustfolio run`, `trustfolio.runner.run_experiment`)::
 
     <run_dir>/experiment.yaml          the resolved experiment (defaults filled in)
     <run_dir>/jobs/<job_id>/job.json   what the job was (JobSpec.to_dict) plus its cleaning and timing
-    <run_dir>/jobs/<job_id>/daily.parquet, result.json    BacktestResult.save
+    <run_dir>/jobs/<job_id>/daily.parquet, metrics.json   BacktestResult.save
     <run_dir>/jobs/<job_id>/DONE       written last, atomically: a job is finished iff DONE exists
     <run_dir>/jobs/<job_id>/error.txt  a failed job: one-line error, then the traceback; no DONE
     <run_dir>/work/<method>--<window>--seed<seed>/   the method's scratch space (checkpoints, logs)
+    <run_dir>/metrics.json, daily.parquet, report.*  `trustfolio run` / `report` (trustfolio.quickstart)
 
 A **training run** (`trustfolio train`, `trustfolio.agent_runs.train_agent`)::
 
     run.json          what was trained: agent, dataset, windows, config, seed, execution settings
     fit/              checkpoint.pt (resumable), progress.csv, eval.csv   (finetune/ likewise)
     agent.pt          the trained agent (`Agent.load`)
-    metrics.json      written by `evaluate_run`: {"strategies": {name: {CR, AR, SR, MDD, …}}, …}
-    backtest/         the agent's test backtest (BacktestResult.save)
+    metrics.json      written by `evaluate_run`: {"start", "end", "cost_bps", "strategies": {name: {CR, …}},
+                      "strategies_no_costs", …}
+    backtest/         the agent's test backtest (BacktestResult.save: daily.parquet, metrics.json)
     overestimation.json, overestimation.png
                       for agents with a critic: its estimate against the realized discounted return
 
-Every file is written with `trustfolio.files.write_atomic`, and only inside the run directory: names
+Every ``metrics.json`` — a job's, a run's, a training run's, ``trustfolio backtest --out``'s — has one
+schema (`trustfolio.evaluation.result.write_metrics`, read by `read_metrics`). Every file is written
+with `trustfolio.files.write_atomic`, and only inside the run directory: names
 that become folders are safe slugs (`safe_name`), paths are checked to stay inside (`inside`). A rerun
 in an experiment run directory made by other code or from other data is refused (`provenance.json`),
 so a run directory never mixes old and new results.
@@ -37,13 +41,14 @@ from typing import Any
 import yaml
 
 from trustfolio.errors import UserError
+from trustfolio.evaluation.result import METRICS_FILE
 from trustfolio.files import write_atomic
 
 # experiment runs
 EXPERIMENT_FILE, PROVENANCE_FILE, JOBS_DIR, WORK_DIR = "experiment.yaml", "provenance.json", "jobs", "work"
 JOB_FILE, DONE_FILE, ERROR_FILE = "job.json", "DONE", "error.txt"
 # training runs
-RUN_FILE, AGENT_FILE, METRICS_FILE, BACKTEST_DIR = "run.json", "agent.pt", "metrics.json", "backtest"
+RUN_FILE, AGENT_FILE, BACKTEST_DIR = "run.json", "agent.pt", "backtest"  # and METRICS_FILE (metrics.json)
 OVERESTIMATION_JSON, OVERESTIMATION_PNG = "overestimation.json", "overestimation.png"
 
 

@@ -9,7 +9,8 @@ in `trustfolio.rundir`.
 Reruns are idempotent: jobs with DONE are skipped, leftovers of unfinished or failed jobs are
 removed and rerun, so a killed run loses only the jobs in flight. Jobs that differ only in their cost
 multiple share one policy: they run together, building (training) it once. Deterministic methods
-(the classic strategies) run on seed 0 only.
+(the classic strategies; predict-then-hold whose predictor ignores the seed on the window's data)
+run on seed 0 only.
 """
 
 from __future__ import annotations
@@ -105,12 +106,14 @@ def run_experiment(
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise UserError(f"workers must be a whole number >= 1, not {workers!r}")
     panel = _load_panel(experiment.dataset)
-    jobs = experiment.jobs(panel.dates, trading_days_per_year=panel.calendar.trading_days_per_year)
+    jobs = experiment.jobs(
+        panel.dates, trading_days_per_year=panel.calendar.trading_days_per_year, n_stocks=panel.N
+    )
     run_dir = Path(run_dir)
     claim_experiment_dir(run_dir, experiment.to_dict(), {"code": code_version(), "data": panel.content_hash()})
 
     summary = ExperimentSummary(run_dir, len(jobs))
-    summary.single_seed = list(dict.fromkeys(j.method for j in jobs if j.deterministic))
+    summary.single_seed = single_seed_methods(jobs)
     groups: dict[str, list[JobSpec]] = {}
     for job in jobs:
         if is_finished(run_dir, job.job_id):
@@ -145,6 +148,20 @@ def run_experiment(
         elif batches:
             _run_locally(run_dir, batches, experiment.imports, workers, record)
     return summary
+
+
+def single_seed_methods(jobs: list[JobSpec]) -> list[str]:
+    """The methods run on seed 0 only: their names, or ``name (k of n windows)`` for a method
+    deterministic on some windows only (e.g. boosted trees, seeded above 200,000 training rows)."""
+    windows: dict[str, dict[str, bool]] = {}
+    for job in jobs:
+        windows.setdefault(job.method, {})[job.window.name] = job.deterministic
+    out = []
+    for method, by_window in windows.items():
+        k = sum(by_window.values())
+        if k:
+            out.append(method if k == len(by_window) else f"{method} ({k} of {len(by_window)} windows)")
+    return out
 
 
 def run_job_group(

@@ -14,11 +14,26 @@ In the spirit of skfolio's `Portfolio`: a rich object whose metrics are properti
   result, which is fully invested); derived from the weights, so saved results need no extra column.
 
 Saved as ``daily.parquet`` (``date, value, return, costs, turnover, w_<ticker>…``) plus
-``result.json`` (``name, label, tickers, trading_days_per_year, config, metrics``). In the file the
+``metrics.json`` (`write_metrics`, with one strategy and a ``backtest`` section holding ``label,
+tickers, trading_days_per_year, config``). In the file the
 first day's ``return`` is NaN, not 0: that day has no return (the capital is only invested), and
 tools that read the column (quantstats, empyrical, pandas) skip NaN but would count a 0 as a flat day
 and shift the mean, Sharpe ratio and volatility. In memory ``returns[0]`` stays 0 so that
 ``values[0] * cumprod(1 + returns)`` is the value series.
+
+**The metrics file.** One file name and one schema for "the metrics of one or more strategies on one
+test period", whoever writes it — `BacktestResult.save` (``trustfolio backtest --out``, every job of
+an experiment run, a training run's ``backtest/``), `evaluate_run` (``trustfolio evaluate``) and the
+run-level tables of ``trustfolio run``::
+
+    metrics.json = {"schema": "trustfolio.metrics/1",
+                    "start": "YYYY-MM-DD", "end": "YYYY-MM-DD",   first and last test day
+                    "cost_bps": 10.0,                              per side (null: unknown)
+                    "strategies": {name: {"CR": …, "AR": …, "SR": …, "MDD": …, …}},
+                    …optional sections: "backtest" (one result: what `load` needs), "strategies_no_costs",
+                    "overestimation", "strategies_std", "n_seeds", "cost_multiple", "missing", "agent", …}
+
+NaN is stored as null. `write_metrics` writes it (atomically), `read_metrics` reads and checks it.
 """
 
 from __future__ import annotations
@@ -42,7 +57,10 @@ from trustfolio.evaluation.metrics import (
 from trustfolio.files import write_atomic
 
 DAILY_FILE = "daily.parquet"
-RESULT_FILE = "result.json"
+METRICS_FILE = "metrics.json"
+METRICS_SCHEMA = "trustfolio.metrics/1"
+METRICS_KEYS = ("schema", "start", "end", "cost_bps", "strategies")  # every metrics file has these
+LEGACY_RESULT_FILE = "result.json"  # what `save` wrote before metrics.json; `load` still reads it
 WEIGHT_PREFIX = "w_"
 
 
@@ -166,33 +184,42 @@ class BacktestResult:
         return pd.concat([frame, weights], axis=1)
 
     def save(self, directory: str | Path) -> Path:
-        """Write ``daily.parquet`` and ``result.json`` into `directory` (created if needed).
+        """Write ``daily.parquet`` and ``metrics.json`` (this one strategy) into `directory`.
 
         Each file is written to a temporary name and renamed, so a crash never leaves a half file.
         """
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
+        write_atomic(directory / DAILY_FILE, lambda path: self.to_frame().to_parquet(path, index=False))
         meta = {
-            "name": self.name,
             "label": self.label,
             "tickers": list(self.tickers),
             "trading_days_per_year": self.trading_days_per_year,
             "config": self.config,
-            "metrics": {k: _json_number(v) for k, v in self.metrics().items()},
         }
-        write_atomic(directory / DAILY_FILE, lambda path: self.to_frame().to_parquet(path, index=False))
-        text = json.dumps(meta, indent=2, default=str, allow_nan=False)
-        write_atomic(directory / RESULT_FILE, text)
+        write_metrics(
+            directory,
+            start=self.dates[0],
+            end=self.dates[-1],
+            cost_bps=self.config.get("cost_bps"),
+            strategies={self.name: self.metrics()},
+            backtest=meta,
+        )
         return directory
 
     @classmethod
     def load(cls, directory: str | Path) -> BacktestResult:
-        """Read a result written by `save`."""
+        """Read a result written by `save` (or by a version that wrote ``result.json``)."""
         directory = Path(directory)
         try:
-            meta = json.loads((directory / RESULT_FILE).read_text())
+            if not (directory / METRICS_FILE).exists() and (directory / LEGACY_RESULT_FILE).exists():
+                meta = json.loads((directory / LEGACY_RESULT_FILE).read_text())
+            else:
+                document = read_metrics(directory)
+                if "backtest" not in document or len(document["strategies"]) != 1:
+                    raise DataError("its metrics.json holds no single backtest")
+                meta = {**document["backtest"], "name": next(iter(document["strategies"]))}
             frame = pd.read_parquet(directory / DAILY_FILE)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, DataError) as exc:
             raise DataError(f"{directory}: not a saved backtest result ({exc})") from exc
         tickers = tuple(meta["tickers"])
         return cls(
@@ -218,6 +245,66 @@ def _axes(ax):
     return ax
 
 
-def _json_number(x: float) -> float | None:
-    """NaN is not JSON: store it as null."""
-    return None if x is None or (isinstance(x, float) and math.isnan(x)) else x
+# ---------------------------------------------------------------------------------------- metrics.json
+def write_metrics(
+    directory: str | Path,
+    *,
+    start: Any,
+    end: Any,
+    cost_bps: float | None,
+    strategies: dict[str, dict[str, float]],
+    **sections: Any,
+) -> dict[str, Any]:
+    """Write ``directory/metrics.json`` (the module docstring's schema) atomically; returns what it
+    wrote (NaN as None). `sections` are the optional parts, e.g. ``strategies_no_costs={...}``."""
+    clash = [key for key in sections if key in METRICS_KEYS]
+    if clash:
+        raise ValueError(f"metrics.json: {clash[0]!r} is a required key, not a section")
+    document = _plain(
+        {
+            "schema": METRICS_SCHEMA,
+            "start": str(np.datetime64(start, "D")),
+            "end": str(np.datetime64(end, "D")),
+            "cost_bps": None if cost_bps is None else float(cost_bps),
+            "strategies": strategies,
+            **sections,
+        }
+    )
+    write_atomic(Path(directory) / METRICS_FILE, json.dumps(document, indent=2, allow_nan=False))
+    return document
+
+
+def read_metrics(path: str | Path) -> dict[str, Any]:
+    """A metrics file (`path`, or ``path/metrics.json`` for a directory), checked against the schema;
+    `DataError` (naming the file) when it is not one."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / METRICS_FILE
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: cannot read a metrics file ({exc})") from exc
+    if not isinstance(document, dict) or document.get("schema") != METRICS_SCHEMA:
+        found = document.get("schema") if isinstance(document, dict) else None
+        raise DataError(f"{path}: not a {METRICS_SCHEMA} file (schema {found!r}); rewrite it with this version")
+    missing = [key for key in METRICS_KEYS if key not in document]
+    strategies = document.get("strategies")
+    if missing or not isinstance(strategies, dict) or not all(isinstance(v, dict) for v in strategies.values()):
+        what = f"no {missing[0]!r}" if missing else "'strategies' is not {name: {metric: value}}"
+        raise DataError(f"{path}: a broken metrics file ({what})")
+    return document
+
+
+def _plain(value: Any) -> Any:
+    """`value` as plain JSON: NaN and infinities as null, numpy scalars as numbers, dates as text."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    return str(value)

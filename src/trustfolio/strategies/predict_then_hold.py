@@ -132,9 +132,17 @@ class PredictThenHoldMethod:
         self.predictor_options = {k: v for k, v in self.config.items() if k not in POLICY_OPTIONS}
         _check_options(self.name, self.policy_options)  # bad options fail now, before any job runs
         make_predictor(self.predictor, self.predictor_options)
-        # Ridge draws no random numbers. Boosted trees use the seed when they bin a subsample (more
-        # than 200,000 training rows) and the encoder's training is seeded: run those on every seed.
+        # Whatever the data: ridge draws no random numbers. Boosted trees use the seed above 200,000
+        # training rows only (`deterministic_on` knows the data), the encoder's training always.
         self.deterministic = self.predictor == "ridge"
+
+    def deterministic_on(self, window: Window, dates: np.ndarray, n_stocks: int) -> bool:
+        """Whether every seed gives the same policy for `window` on a panel of these `dates` and at most
+        `n_stocks` stocks (a predictor that cannot tell is taken to use its seed)."""
+        uses_seed = getattr(make_predictor(self.predictor, self.predictor_options), "uses_seed_on", None)
+        if uses_seed is None:
+            return self.deterministic
+        return not uses_seed(dates, n_stocks, train_start=window.train_start, train_end=window.train_end)
 
     def build_policy(self, panel: Panel, window: Window, seed: int, work_dir: Path) -> PredictThenHold:
         """Fit on ``[window.train_start, window.train_end]`` (its last 10% validates), predict every day."""

@@ -12,7 +12,8 @@ Two predictors are built in, both **pooled across stocks** (one model for every 
 - ``ridge``: scikit-learn `Ridge` on standardized features; the penalty is chosen on a validation
   slice at the end of the training window, then the model is refitted on all training samples.
 - ``gbm``: scikit-learn `HistGradientBoostingRegressor`, seeded, early-stopped on the same slice, then
-  refitted on all training samples for the number of trees that scored best.
+  refitted on all training samples for the number of trees that scored best. Its seed matters only
+  above `BINNING_SUBSAMPLE` training rows (`uses_seed_on`); below, every seed gives the same model.
 
 Features (`FEATURE_COLUMNS`) at day t: the normalized OHLCV and 8 indicators of `build_features`
 (normalizer fitted on the training window only) and trailing 1/5/20/60-day returns and 20-day
@@ -41,7 +42,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from trustfolio.data.features import INDICATOR_WARMUP, STATE_COLUMNS, build_features, forward_returns
-from trustfolio.data.panel import Panel
+from trustfolio.data.panel import Panel, to_day
 from trustfolio.errors import UserError
 
 HORIZON = 5  # the paper's holding period: predict the next 5 days' return
@@ -54,6 +55,11 @@ FEATURE_COLUMNS = (
 )
 #: First day with every feature at full window (indicators' warm-up, 60-day trailing return).
 MIN_HISTORY = max(INDICATOR_WARMUP, *TRAILING_RETURN_DAYS)
+#: scikit-learn's HistGradientBoosting bins a random subsample of its training rows when it gets more
+#: than this many (`_BinMapper(subsample=int(2e5))`); that is the only use of its seed here (validation
+#: data given: no random split; early stopping on the loss: no scoring subsample; every feature per
+#: split). `tests/test_predict_then_hold.py` checks both sides of the threshold.
+BINNING_SUBSAMPLE = 200_000
 
 
 class ReturnPredictor(Protocol):
@@ -113,6 +119,17 @@ def training_sample_days(
             f"(features need {MIN_HISTORY} days of history, labels {horizon} days after); lengthen the window"
         )
     return days
+
+
+def n_training_samples(
+    dates: np.ndarray, n_stocks: int, *, train_start: Any, train_end: Any, horizon: int = HORIZON
+) -> int:
+    """How many rows a pooled predictor fits on (``len(training_sample_days) * n_stocks``), from the
+    panel's dates alone: the runner knows this before any data is cleaned or any model is fitted."""
+    dates = np.asarray(dates).astype("datetime64[D]")
+    i0 = int(np.searchsorted(dates, to_day(train_start), side="left"))
+    i1 = int(np.searchsorted(dates, to_day(train_end), side="right"))
+    return max(0, i1 - horizon - max(i0, MIN_HISTORY)) * int(n_stocks)
 
 
 def split_validation(days: np.ndarray, fraction: float, horizon: int) -> tuple[np.ndarray, np.ndarray]:
@@ -207,6 +224,15 @@ class PooledPredictor:
         )
         return predictions
 
+    def uses_seed(self, n_samples: int) -> bool:
+        """Whether fitting on `n_samples` rows draws random numbers (ridge never does)."""
+        return False
+
+    def uses_seed_on(self, dates: np.ndarray, n_stocks: int, *, train_start: Any, train_end: Any) -> bool:
+        """Whether the seed can change the predictions on a panel of these `dates` and (at most) `n_stocks`."""
+        n = n_training_samples(dates, n_stocks, train_start=train_start, train_end=train_end, horizon=self.horizon)
+        return self.uses_seed(n)
+
     def _fit(self, x, y, fit_days, validation_days, all_days, seed):  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -264,6 +290,10 @@ class GradientBoostingPredictor(PooledPredictor):
             random_state=seed,
         )
         return HistGradientBoostingRegressor(**{**options, **overrides})
+
+    def uses_seed(self, n_samples: int) -> bool:
+        """Only above `BINNING_SUBSAMPLE` rows (the refit on all training days fits the most rows)."""
+        return n_samples > BINNING_SUBSAMPLE
 
     def _fit(self, x, y, fit_days, validation_days, all_days, seed):
         stopped = self._model(seed).fit(
@@ -355,6 +385,9 @@ class StockFormerLongPredictor:
         from trustfolio.encoders import EncoderConfig
 
         self.config = EncoderConfig.from_dict(self.encoder)  # unknown fields fail now
+
+    def uses_seed_on(self, dates: np.ndarray, n_stocks: int, *, train_start: Any, train_end: Any) -> bool:
+        return True  # the encoder's training is seeded, on any data
 
     def __call__(self, panel: Panel, *, train_start: Any, train_end: Any, seed: int = 0) -> np.ndarray:
         from trustfolio.encoders import long_term_predictions
