@@ -17,8 +17,7 @@ stays light.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from trustfolio.lazy import lazy_attributes
 
 _EXPORTS = {
     "Agent": "base",
@@ -41,10 +40,7 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'trustfolio.agents' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"trustfolio.agents.{_EXPORTS[name]}"), name)
+__getattr__ = lazy_attributes(__name__, _EXPORTS)
 
 
 __all__ = sorted(_EXPORTS)

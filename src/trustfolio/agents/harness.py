@@ -85,13 +85,24 @@ def capture(value: Any) -> Any:
         return value.bit_generator.state
     if isinstance(value, torch.Generator):
         return value.get_state()
-    if hasattr(value, "state_dict"):
-        return value.state_dict()
+    if hasattr(value, "state_dict"):  # a module's or optimizer's state dict holds its live tensors: copy them
+        return _copied(value.state_dict())
     if isinstance(value, list | tuple):
         return [capture(item) for item in value]
     if isinstance(value, dict):
         return {key: capture(item) for key, item in value.items()}
     return value
+
+
+def _copied(state: Any) -> Any:
+    """`state` with every tensor cloned (containers rebuilt), so later training cannot change it."""
+    if isinstance(state, torch.Tensor):
+        return state.detach().clone()
+    if isinstance(state, dict):
+        return {key: _copied(item) for key, item in state.items()}
+    if isinstance(state, list | tuple):
+        return type(state)(_copied(item) for item in state)
+    return state
 
 
 def restore(value: Any, saved: Any) -> None:

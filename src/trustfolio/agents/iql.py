@@ -42,11 +42,10 @@ import torch
 import torch.nn.functional as F
 
 from trustfolio.agents.networks import (
-    SquashedGaussianActor,
+    actor_and_twin_critics,
     adam,
     mlp,
     polyak_update,
-    twin_critics,
     twin_minimum,
 )
 from trustfolio.agents.off_policy import OFF_POLICY_BUDGETS, OffPolicyAgent, OffPolicyConfig
@@ -128,8 +127,7 @@ class IQLAgent(OffPolicyAgent):
 
     def build(self) -> None:
         c, device = self.config, self.device
-        self.actor = SquashedGaussianActor(self.obs_dim, self.action_dim, c.hidden_sizes).to(device)
-        self.q1, self.q2, self.q1_target, self.q2_target = twin_critics(
+        self.actor, self.q1, self.q2, self.q1_target, self.q2_target = actor_and_twin_critics(
             self.obs_dim, self.action_dim, c.hidden_sizes, device
         )
         self.value = mlp(self.obs_dim, c.hidden_sizes, 1).to(device)

@@ -160,11 +160,13 @@ def frozen_copy(network: nn.Module) -> nn.Module:
     return copy.deepcopy(network).requires_grad_(False)
 
 
-def twin_critics(obs_dim: int, action_dim: int, hidden_sizes: Sequence[int], device) -> tuple[nn.Module, ...]:
-    """Two Q-networks and their frozen target copies ``(q1, q2, q1_target, q2_target)`` (SAC, IQL)."""
+def actor_and_twin_critics(obs_dim: int, action_dim: int, hidden_sizes: Sequence[int], device) -> tuple[nn.Module, ...]:
+    """A squashed-Gaussian actor, two Q-networks and their frozen target copies ``(actor, q1, q2,
+    q1_target, q2_target)``, initialized in that order (SAC and its descendants, IQL)."""
+    actor = SquashedGaussianActor(obs_dim, action_dim, hidden_sizes).to(device)
     q1 = QNetwork(obs_dim, action_dim, hidden_sizes).to(device)
     q2 = QNetwork(obs_dim, action_dim, hidden_sizes).to(device)
-    return q1, q2, frozen_copy(q1), frozen_copy(q2)
+    return actor, q1, q2, frozen_copy(q1), frozen_copy(q2)
 
 
 __all__ = [

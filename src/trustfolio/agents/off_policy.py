@@ -14,6 +14,7 @@ and the harness around them (checkpoints, exact resume, logs: `trustfolio.agents
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -188,9 +189,9 @@ class OffPolicyAgent(Agent):
 
     config_class = OffPolicyConfig
 
+    @abstractmethod
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One gradient update from a replay `Batch`; returns detached scalars named in `log_keys`."""
-        raise NotImplementedError
 
     def random_actions(self, count: int) -> torch.Tensor:
         """``[count, N]`` uniform random actions: share orders in ``[-1, 1]``, or weights on the simplex."""

@@ -19,11 +19,10 @@ import torch
 import torch.nn.functional as F
 
 from trustfolio.agents.networks import (
-    SquashedGaussianActor,
+    actor_and_twin_critics,
     adam,
     frozen,
     polyak_update,
-    twin_critics,
     twin_minimum,
 )
 from trustfolio.agents.off_policy import OffPolicyAgent, OffPolicyConfig, with_paper_settings
@@ -85,8 +84,7 @@ class SACAgent(OffPolicyAgent):
 
     def build(self) -> None:
         c, device = self.config, self.device
-        self.actor = SquashedGaussianActor(self.obs_dim, self.action_dim, c.hidden_sizes).to(device)
-        self.q1, self.q2, self.q1_target, self.q2_target = twin_critics(
+        self.actor, self.q1, self.q2, self.q1_target, self.q2_target = actor_and_twin_critics(
             self.obs_dim, self.action_dim, c.hidden_sizes, device
         )
         self.actor_optimizer = adam(self.actor.parameters(), lr=c.actor_lr)

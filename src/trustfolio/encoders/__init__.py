@@ -28,10 +28,8 @@ networks), `pretrain` (fitting, early stopping, save/load), `market` (encoding, 
 config is imported at once (it needs no torch); the rest on first use.
 """
 
-import importlib
-from typing import Any
-
 from trustfolio.encoders.config import BRANCHES, EncoderConfig
+from trustfolio.lazy import lazy_attributes
 
 _LAZY = {
     "TEMPORAL_COLUMNS": "inputs",
@@ -51,10 +49,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'trustfolio.encoders' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"trustfolio.encoders.{_LAZY[name]}"), name)
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = [

@@ -172,25 +172,17 @@ def encode(
     return EncodedMarket(states, long_term, short_term, weights_hash)
 
 
-def encode_market(
-    panel: Panel,
-    config: EncoderConfig | None = None,
-    *,
-    train_start: Any,
-    train_end: Any,
-    features: FeatureSet | None = None,
-    cache_dir: str | Path | None = None,
-    progress: bool = True,
-) -> MarketStates:
-    """Market states `h[T, N, 3*out_dim]` of `panel` from an encoder pretrained on the training window only.
+def encode_market(panel: Panel, config: EncoderConfig | None = None, **options: Any) -> MarketStates:
+    """Market states `h[T, N, 3*out_dim]` of `panel` from an encoder pretrained on the training window only
+    (`encode(...).states`; `options`: ``train_start``, ``train_end`` (required), ``features``,
+    ``cache_dir``, ``progress``).
 
     The encoder is fitted on `[train_start, train_end]` (early-stopped on the window's last
     `validation_fraction`), frozen, then applied to every day; `h[t]` depends on data up to day t
     only. Weights and states are cached in `cache_dir`; a second call with the same inputs reuses them.
     `features` defaults to `build_features(panel, train_start=..., train_end=...)`.
     """
-    return encode(panel, config, train_start=train_start, train_end=train_end, features=features,
-                  cache_dir=cache_dir, progress=progress).states  # fmt: skip
+    return encode(panel, config, **options).states
 
 
 def long_term_predictions(panel: Panel, config: EncoderConfig | None = None, **kwargs: Any) -> np.ndarray:

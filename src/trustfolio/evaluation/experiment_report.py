@@ -34,7 +34,12 @@ import pandas as pd
 
 from trustfolio.errors import TrustfolioError, UserError
 from trustfolio.evaluation.comparison import Comparison
-from trustfolio.evaluation.report import TABLE_COLUMNS, figure_png, format_metric  # also selects Agg
+from trustfolio.evaluation.report import (  # also selects Agg
+    TABLE_COLUMNS,
+    figure_png,
+    format_metric,
+    html_head,
+)
 from trustfolio.evaluation.significance import SIGNIFICANCE_LEVEL, ensemble_label, p_text
 from trustfolio.files import write_atomic
 
@@ -364,17 +369,8 @@ def _html_document(title, sections, pictures, config_text: str) -> str:
             parts.append(f'<img alt="{filename}" src="data:image/png;base64,{encoded}">')
     if config_text:
         parts.append(f"<h2>Experiment</h2><pre>{html.escape(config_text)}</pre>")
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }}
-table {{ border-collapse: collapse; margin: 1em 0; }}
-th, td {{ border: 1px solid #ccc; padding: 4px 10px; text-align: right; }}
-th:first-child, td:first-child {{ text-align: left; }}
-img {{ max-width: 100%; margin: 1em 0; }}
-pre {{ background: #f6f6f6; padding: 1em; overflow-x: auto; }}
-</style></head><body>
-<h1>{html.escape(title)}</h1>
+    head = html_head(title, max_width=1100, extra_css="pre { background: #f6f6f6; padding: 1em; overflow-x: auto; }")
+    return head + f"""<h1>{html.escape(title)}</h1>
 {"".join(parts)}
 </body></html>
 """

@@ -19,6 +19,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from trustfolio.files import write_atomic  # noqa: E402
+
 # Columns of the metrics table, in reading order: (header, format, which way is better).
 TABLE_COLUMNS: dict[str, tuple[str, str, str | None]] = {
     "CR": ("CR", "{:+.3f}", "max"),
@@ -110,7 +112,7 @@ def write_report(
         "drawdown.png": plot_curves(daily, drawdown=True),
     }
     for filename, png in pictures.items():
-        (out_dir / filename).write_bytes(png)
+        write_atomic(out_dir / filename, png)
 
     sections = [f"<h2>Metrics</h2>{_html_table(metrics_table(metrics))}"]
     for heading, table in (extra_tables or {}).items():
@@ -121,23 +123,27 @@ def write_report(
     fact_rows = "".join(
         f"<tr><th>{html.escape(label)}</th><td>{html.escape(text)}</td></tr>" for label, text in facts
     )
-    document = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; max-width: 1000px; margin: 2em auto; color: #222; }}
-table {{ border-collapse: collapse; margin: 1em 0; }}
-th, td {{ border: 1px solid #ccc; padding: 4px 10px; text-align: right; }}
-th:first-child, td:first-child {{ text-align: left; }}
-img {{ max-width: 100%; margin: 1em 0; }}
-.facts th {{ text-align: left; background: #f6f6f6; }}
-</style></head><body>
-<h1>{html.escape(title)}</h1>
+    document = html_head(title, max_width=1000, extra_css=".facts th { text-align: left; background: #f6f6f6; }")
+    document += f"""<h1>{html.escape(title)}</h1>
 <table class="facts">{fact_rows}</table>
 {"".join(sections)}
 <p><small>CR cumulative return, AR annualized return, SR annualized Sharpe (risk-free 0), MDD maximum
 drawdown; best value of each column in bold. Metrics as defined in trustfolio.evaluation.metrics.</small></p>
 </body></html>
 """
-    path = out_dir / "report.html"
-    path.write_text(document, encoding="utf-8")
-    return path
+    return write_atomic(out_dir / "report.html", document)
+
+
+def html_head(title: str, *, max_width: int, extra_css: str = "") -> str:
+    """The start of a self-contained report page, up to ``<body>``: one style for every report."""
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: {max_width}px; margin: 2em auto; color: #222; }}
+table {{ border-collapse: collapse; margin: 1em 0; }}
+th, td {{ border: 1px solid #ccc; padding: 4px 10px; text-align: right; }}
+th:first-child, td:first-child {{ text-align: left; }}
+img {{ max-width: 100%; margin: 1em 0; }}
+{extra_css}
+</style></head><body>
+"""

@@ -70,6 +70,24 @@ class DSRResult:
     kurtosis: float  # non-excess: 3 for a normal distribution
 
 
+def _candidates(returns: Mapping[str, np.ndarray], benchmark: np.ndarray, reps: int):
+    """The benchmark's returns and the methods' that differ from them (aligned, checked): the
+    candidate set both snooping tests take."""
+    bench = _returns_array(benchmark, "benchmark returns")
+    arrays = _aligned_returns(returns, "method returns")
+    if len(next(iter(arrays.values()))) != len(bench):
+        raise UserError(
+            f"method returns have {len(next(iter(arrays.values())))} days but the benchmark has {len(bench)}; "
+            "align them on the same days"
+        )
+    models = {name: r for name, r in arrays.items() if not np.array_equal(r, bench)}
+    if not models:
+        raise UserError("every method's returns equal the benchmark's; nothing to test")
+    if reps < 1:
+        raise UserError(f"bootstrap reps must be a positive integer; got {reps}")
+    return bench, models
+
+
 def reality_check_and_spa(
     returns: Mapping[str, np.ndarray],
     benchmark: np.ndarray,
@@ -98,18 +116,7 @@ def reality_check_and_spa(
     loss differentials. Returns ``{"reality_check_p", "spa_p", "best", "n_models", "block_size"}``
     with ``best`` the method with the highest mean return.
     """
-    bench = _returns_array(benchmark, "benchmark returns")
-    arrays = _aligned_returns(returns, "method returns")
-    if len(next(iter(arrays.values()))) != len(bench):
-        raise UserError(
-            f"method returns have {len(next(iter(arrays.values())))} days but the benchmark has {len(bench)}; "
-            "align them on the same days"
-        )
-    models = {name: r for name, r in arrays.items() if not np.array_equal(r, bench)}
-    if not models:
-        raise UserError("every method's returns equal the benchmark's; nothing to test")
-    if reps < 1:
-        raise UserError(f"bootstrap reps must be a positive integer; got {reps}")
+    bench, models = _candidates(returns, benchmark, reps)
     names = list(models)
     model_losses = -np.column_stack([models[n] for n in names])
     benchmark_losses = -bench
@@ -154,18 +161,7 @@ def hansen_spa(
     Methods whose returns equal the benchmark's exactly are left out. ``block_size`` defaults to the
     mean Politis-White optimal stationary block length of the differences.
     """
-    bench = _returns_array(benchmark, "benchmark returns")
-    arrays = _aligned_returns(returns, "method returns")
-    if len(next(iter(arrays.values()))) != len(bench):
-        raise UserError(
-            f"method returns have {len(next(iter(arrays.values())))} days but the benchmark has {len(bench)}; "
-            "align them on the same days"
-        )
-    models = {name: r for name, r in arrays.items() if not np.array_equal(r, bench)}
-    if not models:
-        raise UserError("every method's returns equal the benchmark's; nothing to test")
-    if reps < 1:
-        raise UserError(f"bootstrap reps must be a positive integer; got {reps}")
+    bench, models = _candidates(returns, benchmark, reps)
     names = list(models)
     diffs = np.column_stack([models[name] - bench for name in names])  # [n, K]
     n = len(diffs)
