@@ -100,6 +100,17 @@ def test_payoff_matrix_is_antisymmetric_and_mw_finds_the_best_agent():
     assert math.isclose(float(average.sum()), 1.0) and int(average.argmax()) == 2
 
 
+def test_daily_payoffs_barely_move_the_meta_strategy_unless_normalized():
+    """Eq. 11 in daily PnL units with Table IX's η = 0.25 and 50 iterations: m stays near uniform;
+    the ``max`` normalization lets eq. 12 favour the better agents."""
+    mean_pnl = torch.tensor([0.0002, 0.0001, 0.0, -0.0001], dtype=D)  # 2 bps a day apart at most
+    A = payoff_matrix(mean_pnl)
+    literal = meta_strategy(A, EvoNashConfig())
+    assert float((literal - 0.25).abs().max()) < 1e-3
+    normalized = meta_strategy(A, EvoNashConfig(payoff_normalization="max"))
+    assert normalized[0] > 0.5 and torch.all(normalized[:-1] > normalized[1:])
+
+
 def test_ensemble_signal_is_the_mixture_of_signals():
     g = torch.Generator().manual_seed(1)
     signals = torch.rand(4, 6, 3, generator=g, dtype=D)

@@ -18,6 +18,7 @@ BENCHMARKS = ("auto", "index", "equal_weight")
 REGIME_RETURNS = ("cumulative", "mean")
 PENALTY_NORMS = ("portfolio", "per_asset")
 META_STRATEGIES = ("average", "last")
+PAYOFF_NORMALIZATIONS = ("none", "max")
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,10 @@ class EvoNashConfig(AgentConfig):
     # "average" (ours): the time-average of the MW iterates, the strategy §IV-B's no-regret guarantee
     # is about; "last": the literal last iterate m^(T) of eq. 12.
     meta_strategy: str = "average"
+    # Eq. 11's A is in daily PnL units (|A_ij| ~ 1e-4): with η = 0.25 and 50 iterations m stays
+    # within 1e-3 of uniform (measured, docs/evonash.md). "none" is the paper's literal A; "max"
+    # divides A by max|A_ij| for eq. 12 only (payoffs bounded by G = 1, as §IV-B assumes).
+    payoff_normalization: str = "none"
 
     # --- §III-G: utility, violation, fitness (eq. 15-18); λ's are ours unless noted
     periods_per_year: int = 252
@@ -115,7 +120,8 @@ class EvoNashConfig(AgentConfig):
         super().__post_init__()
         name = type(self).__name__
         for key, allowed in (("mode", MODES), ("benchmark", BENCHMARKS), ("regime_return", REGIME_RETURNS),
-                             ("penalty_norm", PENALTY_NORMS), ("meta_strategy", META_STRATEGIES)):  # fmt: skip
+                             ("penalty_norm", PENALTY_NORMS), ("meta_strategy", META_STRATEGIES),
+                             ("payoff_normalization", PAYOFF_NORMALIZATIONS)):  # fmt: skip
             if getattr(self, key) not in allowed:
                 raise UserError(f"{name}: {key} must be one of {', '.join(allowed)}, got {getattr(self, key)!r}")
         object.__setattr__(self, "momentum_windows", tuple(int(w) for w in self.momentum_windows))

@@ -62,7 +62,7 @@ def _rolling(values: np.ndarray, window: int, stat: str, min_periods: int | None
     """A pandas rolling statistic along axis 0 of a ``[T]`` or ``[T, N]`` array (trailing, causal)."""
     frame = pd.DataFrame(values.reshape(len(values), -1))
     roll = frame.rolling(window, min_periods=window if min_periods is None else min_periods)
-    return getattr(roll, stat)().to_numpy().reshape(values.shape)
+    return getattr(roll, stat)().to_numpy(copy=True).reshape(values.shape)  # writable (pandas 3 views are not)
 
 
 def trailing_return(returns: np.ndarray, window: int) -> np.ndarray:

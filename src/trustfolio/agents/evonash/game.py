@@ -70,7 +70,9 @@ def multiplicative_weights(
 
 def meta_strategy(payoff: torch.Tensor, config: EvoNashConfig) -> torch.Tensor:
     """The population's mixture m: eq. 12 with the config's iterations and η, then the average or the
-    last iterate (``meta_strategy``)."""
+    last iterate (``meta_strategy``). With ``payoff_normalization: max`` eq. 12 runs on A / max|A|."""
+    if config.payoff_normalization == "max" and payoff.abs().max() > 0:
+        payoff = payoff / payoff.abs().max()
     result = multiplicative_weights(payoff, config.psro_iterations, config.psro_eta)
     return result.average if config.meta_strategy == "average" else result.last
 
