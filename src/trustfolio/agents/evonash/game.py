@@ -63,9 +63,10 @@ def multiplicative_weights(
         log_m = log_m - torch.logsumexp(log_m, 0)
         last_gaps.append(nash_gap(payoff, log_m.exp()))
         average_gaps.append(nash_gap(payoff, total / (tau + 1)))
-    average = total / max(iterations, 1) if iterations else log_m.exp()
-    return MetaStrategy(last=log_m.exp(), average=average, last_gaps=torch.stack(last_gaps) if last_gaps else
-                        torch.zeros(0), average_gaps=torch.stack(average_gaps) if average_gaps else torch.zeros(0))  # fmt: skip
+    if iterations == 0:  # nothing played: both mixtures are the starting point
+        return MetaStrategy(log_m.exp(), log_m.exp(), torch.zeros(0), torch.zeros(0))
+    return MetaStrategy(last=log_m.exp(), average=total / iterations,
+                        last_gaps=torch.stack(last_gaps), average_gaps=torch.stack(average_gaps))  # fmt: skip
 
 
 def meta_strategy(payoff: torch.Tensor, config: EvoNashConfig) -> torch.Tensor:
