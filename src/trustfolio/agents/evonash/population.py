@@ -45,10 +45,6 @@ class PopulationParams:
     def size(self) -> int:
         return self.weights.shape[0]
 
-    @property
-    def n_features(self) -> int:
-        return self.weights.shape[1]
-
     def to_dict(self) -> dict[str, torch.Tensor]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
