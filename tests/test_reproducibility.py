@@ -4,6 +4,9 @@ and as a job of the runner gives the same numbers, and each result says what pro
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import torch
 
@@ -22,8 +25,10 @@ def test_a_quick_train_from_the_cli_and_the_same_job_in_the_runner_give_identica
         run_dir = tmp_path / "train"
         code, _, err = run_cli(monkeypatch, capsys, "train", "sac", "--config", "quick", "--out", str(run_dir))
         assert code == 0, err
-        code, _, err = run_cli(monkeypatch, capsys, "evaluate", str(run_dir))
-        assert code == 0, err
+        # evaluate in a new process, as a user does: the agent's module is imported from its name
+        evaluate = subprocess.run([sys.executable, "-m", "trustfolio.cli", "evaluate", str(run_dir)],
+                                  capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+        assert evaluate.returncode == 0, evaluate.stderr
         cli = json.loads((run_dir / "metrics.json").read_text())
 
         last_day = str(load_dataset("sp500").dates[-1])

@@ -31,6 +31,8 @@ from trustfolio.agents.harness import (
     restore,
     save_atomic,
 )
+from trustfolio.agents.registry import AGENTS
+from trustfolio.agents.registry import agent_class as registered_class
 from trustfolio.data.features import MarketStates, build_features
 from trustfolio.data.panel import Panel
 from trustfolio.errors import DataError, UserError
@@ -314,7 +316,10 @@ class Agent(ABC):
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> Agent:
         """An agent written by `save` (``torch.load(weights_only=True)``: no code is unpickled)."""
         payload = load_checkpoint(Path(path), device)
-        agent_class = Agent.classes.get(payload.get("agent"))
+        name = payload.get("agent")
+        if name not in Agent.classes and name in AGENTS:  # a registered agent whose module is not imported yet
+            registered_class(name)
+        agent_class = Agent.classes.get(name)
         if agent_class is None or not issubclass(agent_class, cls):
             raise UserError(f"{path}: holds a {payload.get('agent')!r} agent, not a {cls.__name__}")
         config = agent_class.config_class.from_dict(payload["config"], where=str(path))
