@@ -35,7 +35,7 @@ from trustfolio.evaluation.backtest import backtest
 from trustfolio.evaluation.protocols import Window
 from trustfolio.experiment import Experiment, JobSpec, import_modules
 from trustfolio.methods import make_method
-from trustfolio.provenance import code_version
+from trustfolio.provenance import code_version, environment
 from trustfolio.rundir import (
     WORK_DIR,
     claim_experiment_dir,
@@ -110,7 +110,11 @@ def run_experiment(
         panel.dates, trading_days_per_year=panel.calendar.trading_days_per_year, n_stocks=panel.N
     )
     run_dir = Path(run_dir)
-    claim_experiment_dir(run_dir, experiment.to_dict(), {"code": code_version(), "data": panel.content_hash()})
+    # What produced the results (a rerun by other code or on other data is refused); jobs run on one
+    # torch thread per worker process (`_init_worker`), or in this process with one thread too.
+    provenance = {"code": code_version(), "data": panel.content_hash(), "environment": environment(),
+                  "job_torch_threads": 1}  # fmt: skip
+    claim_experiment_dir(run_dir, experiment.to_dict(), provenance)
 
     summary = ExperimentSummary(run_dir, len(jobs))
     summary.single_seed = single_seed_methods(jobs)
