@@ -269,3 +269,37 @@ def test_lot_rounding_on_csi88_at_1e5_leaves_half_the_capital_idle(csi88):
     small = backtest(make_strategy("equal-weight"), csi88, "2019-04-01", "2022-04-01", cost_bps=0.0, initial_cash=1e5)
     assert small.metrics()["idle_cash"] == pytest.approx(0.52, abs=0.01)
     assert small.metrics()["CR"] == pytest.approx(0.29, abs=0.01)
+
+
+def test_pandas_views_are_date_indexed_and_match_the_arrays():
+    import pandas as pd
+
+    result = backtest(make_strategy("equal-weight"), tiny_panel(), cost_bps=0.0, initial_cash=1e6, round_lots=False)
+    dates = pd.DatetimeIndex(result.dates, name="date")
+    values, returns, weights = result.values_series, result.returns_series, result.weights_frame
+    assert isinstance(values, pd.Series) and values.index.equals(dates) and values.name == result.label
+    np.testing.assert_array_equal(values.to_numpy(), result.values)
+    assert returns.index.equals(dates[1:])  # the first day has no return
+    np.testing.assert_array_equal(returns.to_numpy(), result.returns[1:])
+    assert weights.index.equals(dates) and list(weights.columns) == list(result.tickers)
+    np.testing.assert_array_equal(weights.to_numpy(), result.weights)
+    np.testing.assert_array_equal(result.cash_series.to_numpy(), result.cash_share)
+    assert values.loc["2021-03-02"] == result.values[1]  # pandas users select by date
+    assert isinstance(result.values, np.ndarray) and isinstance(result.weights, np.ndarray)  # arrays stay
+
+
+def test_everyday_entry_points_come_from_the_top_package_without_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, trustfolio\n"
+        "light = 'torch' not in sys.modules and 'pandas' not in sys.modules\n"
+        "from trustfolio import load_dataset, clean, backtest, make_strategy, Comparison, BacktestResult\n"
+        "imported = 'torch' in sys.modules\n"
+        "panel, _ = clean(load_dataset('sp500').slice(None, '2021-03-31'), train_end='2020-12-31')\n"
+        "result = backtest(make_strategy('equal-weight'), panel, '2021-01-04', '2021-03-31')\n"
+        "print(light, imported, type(result).__name__, 'Comparison' in dir(trustfolio))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["True", "False", "BacktestResult", "True"]

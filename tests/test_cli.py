@@ -152,6 +152,7 @@ def test_train_metatrader_with_a_budget_named_by_config_then_evaluate(monkeypatc
                                 "--end", "2020-12-31")  # fmt: skip
     assert code == 0, err
     document = json.loads((out / "metrics.json").read_text())
+    assert "test window: 2020-01-02 → 2020-12-31\n" in stdout
     assert set(document["strategies"]) == {"metatrader", "equal-weight"}
     assert (out / "overestimation.json").is_file()
     monkeypatch.undo()
@@ -229,3 +230,68 @@ def test_a_spiked_table_is_refused_unless_told_otherwise(monkeypatch, capsys, tm
     assert abs(BacktestResult.load(tmp_path / "clipped").metrics()["CR"]) < 1.0  # not the +25 of a ×100 close
     code, _, err = run_cli(monkeypatch, capsys, "backtest", "-s", "equal-weight", *window, "--on-outliers", "ignore")
     assert_one_line_error(code, err, "fail, warn, clip")
+
+
+def test_version_names_the_package_version(monkeypatch, capsys):
+    from trustfolio import __version__
+
+    code, stdout, err = run_cli(monkeypatch, capsys, "--version")
+    assert code == 0, err
+    assert stdout.startswith(f"trustfolio {__version__}") and len(stdout.strip().splitlines()) == 1
+
+
+def test_train_help_lists_every_agent_with_one_line(monkeypatch, capsys):
+    from trustfolio.agents.registry import AGENTS
+
+    monkeypatch.setenv("COLUMNS", "250")
+    code, stdout, _ = run_cli(monkeypatch, capsys, "train", "--help")
+    assert code == 0
+    for name, (_, description) in AGENTS.items():
+        assert any(line.split()[:1] == [name] and description in line for line in stdout.splitlines()), name
+
+
+def test_backtest_table_shows_sortino_and_calmar(monkeypatch, capsys):
+    code, stdout, err = run_cli(monkeypatch, capsys, "backtest", "-s", "equal-weight", "--start", "2022-01-03",
+                                "--end", "2022-03-31")  # fmt: skip
+    assert code == 0, err
+    rows = {line.split("│")[1].strip() for line in stdout.splitlines() if line.count("│") >= 2}
+    assert {"Sortino", "Calmar", "SR", "MDD"} <= rows, stdout
+
+
+def test_library_warnings_become_one_line_each_or_nothing(monkeypatch, capsys):
+    import warnings
+
+    def noisy() -> None:
+        for _ in range(3):
+            warnings.warn("min-variance on 2020-03-02: skfolio fit failed (the price of C did not move)", stacklevel=1)
+        warnings.warn("The covariance matrix is not positive definite. The Clipping algorithm will be used", stacklevel=1)
+        warnings.warn("Series.__getitem__ treating keys as positions is deprecated", FutureWarning, stacklevel=1)
+        raise SystemExit(0)
+
+    command = next(c for c in cli.app.registered_commands if c.name == "datasets")
+    monkeypatch.setattr(command, "callback", noisy)
+    code, _, err = run_cli(monkeypatch, capsys, "datasets")
+    assert code == 0
+    assert err.splitlines() == ["warning: min-variance on 2020-03-02: skfolio fit failed (the price of C did not move)"]
+
+
+def test_yfinance_noise_is_muted_and_unknown_tickers_are_one_line(monkeypatch, capsys, tmp_path: Path):
+    import logging
+    import types
+    import warnings
+
+    import numpy as np
+
+    def download(symbols, **_):
+        logging.getLogger("yfinance").error("1 Failed download: ['NOPE']: YFTzMissingError('possibly delisted')")
+        warnings.warn("'H' is deprecated, use 'h'", FutureWarning, stacklevel=1)
+        dates = pd.bdate_range("2020-01-02", periods=5)
+        columns = pd.MultiIndex.from_product([["Open", "High", "Low", "Close", "Volume"], symbols])
+        frame = pd.DataFrame(1.0, index=dates, columns=columns)
+        frame.loc[:, (slice(None), "NOPE")] = np.nan
+        return frame
+
+    monkeypatch.setitem(sys.modules, "yfinance", types.SimpleNamespace(download=download))
+    monkeypatch.setenv("TRUSTFOLIO_CACHE", str(tmp_path))
+    code, _, err = run_cli(monkeypatch, capsys, "data", "inspect", "yahoo:AAPL,NOPE")
+    assert_one_line_error(code, err, "unknown tickers NOPE")

@@ -183,7 +183,7 @@ def evaluate_run(
     run_dir = Path(run_dir)
     check_device(device)
     run = read_training_run(run_dir)
-    agent = Agent.load(run_dir / AGENT_FILE, device=device)
+    agent = Agent.load(run_dir / AGENT_FILE, device=device)  # imports the agent's module by its name
     raw = dataset if isinstance(dataset, Panel) else load_dataset(dataset or run["dataset"])
     learned_until = to_day(max(run["train"][1], (run["finetune"] or run["train"])[1]))
     start = to_day(start) if start is not None else learned_until + 1

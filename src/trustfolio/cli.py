@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from trustfolio.errors import TrustfolioError, UserError
+from trustfolio.terminal import INTERRUPTED, caused_by_ctrl_c, library_warnings, version_line
 
 app = typer.Typer(
     help="Robust RL portfolio optimization: leak-free data, batched simulator, honest backtests.",
@@ -31,6 +32,29 @@ app.add_typer(bench_app, name="bench")
 console = Console()
 errors = Console(stderr=True)
 
+
+def _print_version(value: bool) -> None:
+    if value:
+        console.print(version_line(), markup=False, highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="print the version (and git commit) and exit")] = False,  # fmt: skip
+) -> None:
+    """Robust RL portfolio optimization: leak-free data, batched simulator, honest backtests."""
+
+
+def agents_help() -> str:
+    """The registered agents, one line each (the epilog of `trustfolio train --help`)."""
+    from trustfolio.agents.registry import AGENTS
+
+    width = max(map(len, AGENTS))
+    lines = [f"{name.ljust(width)}  {description}" for name, (_, description) in AGENTS.items()]
+    return "Agents (trustfolio train AGENT):\n\b\n" + "\n".join(lines)
+
 OnOutliers = Annotated[str, typer.Option(help="one-day spikes and stale prices in the data: fail (refuse the data) | warn (keep and list them) | clip (fill spike days like suspended days)")]
 DatasetArg = Annotated[str, typer.Option("--dataset", "-d", help="sp500 | stockformer:PATH | yahoo-dir:PATH | table:PATH | yahoo:T1,T2")]
 
@@ -40,7 +64,7 @@ def metrics_rich_table(title: str, metrics: dict[str, dict[str, float]]) -> Tabl
     from trustfolio.evaluation.report import TABLE_COLUMNS, format_metric
 
     # The terminal gets the headline metrics; saved results have them all.
-    headline = ("CR", "AR", "SR", "MDD", "volatility", "turnover", "total_costs", "idle_cash")
+    headline = ("CR", "AR", "SR", "MDD", "volatility", "sortino", "calmar", "turnover", "total_costs", "idle_cash")
     rows = [c for c in headline if any(c in m for m in metrics.values())]
     table = Table(title=title)
     table.add_column("metric", style="bold", no_wrap=True)
@@ -284,7 +308,7 @@ def reproduce_command(
     target: Annotated[str, typer.Argument(help="metatrader-table1 | metatrader-online")],
     data_dir: Annotated[Path, typer.Option(help="StockFormer-format CSI data (e.g. ../shared/data/csi88)")],
     seeds: Annotated[int, typer.Option(help="seeds per learning method")] = 3,
-    budget: Annotated[str, typer.Option(help="cpu (each agent's CPU config) | paper")] = "cpu",
+    budget: Annotated[str, typer.Option(help="quick (minutes: to try it) | cpu (each agent's CPU config) | paper")] = "cpu",
     out: Annotated[Path, typer.Option(help="where run directories go")] = Path("runs"),
     docs_dir: Annotated[Path | None, typer.Option(help="also copy the Markdown and PNG plots here")] = None,
     methods: Annotated[str | None, typer.Option(help="comma-separated methods (default: every registered one)")] = None,
@@ -309,12 +333,12 @@ def reproduce_command(
         console.print(f"docs page: {result.docs_page}")
 
 
-@app.command("train")
+@app.command("train", epilog=agents_help())
 def train_command(
     agent: Annotated[str, typer.Argument(help="an agent name (sac, ddpg, …; see `trustfolio train --help`)")],
     dataset: DatasetArg = "sp500",
-    config: Annotated[str | None, typer.Option(help="a budget name (quick | cpu | paper) or a YAML/JSON file overriding the budget's fields")] = None,
-    budget: Annotated[str, typer.Option(help="quick | cpu | paper (the base of a config file)")] = "quick",
+    budget: Annotated[str, typer.Option(help="quick | cpu | paper: the agent's preset sizes (quick: seconds; cpu: minutes; paper: the paper's)")] = "quick",
+    config: Annotated[str | None, typer.Option(help="a YAML/JSON file overriding fields of the --budget preset (it may name its own `budget:`)")] = None,
     seed: Annotated[int, typer.Option(help="random seed (same seed, same result)")] = 0,
     steps: Annotated[int | None, typer.Option(help="environment steps (default: the budget's)")] = None,
     out: Annotated[Path | None, typer.Option(help="run directory (default: runs/train-<agent>-<dataset>-<data hash>-seed<S>)")] = None,
@@ -333,12 +357,13 @@ def train_command(
     if steps is not None and steps < 1:
         raise UserError(f"--steps must be >= 1 (environment steps to train), got {steps}")
     if config is not None and config in budgets and not Path(config).exists():
-        budget, config = config, None  # `--config cpu` names a budget
+        budget, config = config, None  # `--config cpu`, the old spelling of `--budget cpu`, still works
     run_dir = train_agent(
         agent, dataset, config=config, budget=budget, seed=seed, steps=steps, out_dir=out,
         train_start=train_start, train_end=train_end, device=device, on_outliers=on_outliers, fresh=fresh,
     )
-    console.print(f"trained: {run_dir}  (evaluate with `trustfolio evaluate {run_dir} --dataset {dataset}`)")
+    console.print(f"trained: {run_dir}  (evaluate with `trustfolio evaluate {run_dir} --dataset {dataset}`)",
+                  soft_wrap=True)
 
 
 @app.command("evaluate")
@@ -356,6 +381,8 @@ def evaluate_command(
     if cost_bps < 0:
         raise UserError(f"--cost-bps must be >= 0, got {cost_bps}")
     document = evaluate_run(run_dir, dataset, start, end, cost_bps=cost_bps, on_outliers=on_outliers)
+    how = "" if start is not None else " (from the day after training)"
+    console.print(f"test window: {document['start']} → {document['end']}{how}", markup=False, highlight=False)
     console.print(metrics_rich_table(f"{cost_bps:g} bps per side", document["strategies"]))
     console.print(metrics_rich_table("without costs", document["strategies_no_costs"]))
     warn_idle_cash(document["strategies"])
@@ -384,12 +411,21 @@ def bench_env_command(
 
 
 def main() -> None:
-    """Entry point: user mistakes become one line and exit status 2."""
+    """Entry point: user mistakes become one line and exit status 2; Ctrl-C one line and status 130
+    (checkpoints and results are written atomically, so the same command resumes)."""
     try:
-        app()
+        with library_warnings():
+            app()
     except (TrustfolioError, FileNotFoundError, NotADirectoryError, PermissionError) as exc:
         errors.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)
+    except KeyboardInterrupt:
+        errors.print(INTERRUPTED, markup=False, highlight=False, soft_wrap=True)
+        sys.exit(130)
+    except SystemExit as exc:  # typer turns Ctrl-C into a silent exit 130
+        if exc.code == 130 and caused_by_ctrl_c(exc):
+            errors.print(INTERRUPTED, markup=False, highlight=False, soft_wrap=True)
+        raise
 
 
 if __name__ == "__main__":

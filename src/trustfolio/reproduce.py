@@ -234,7 +234,7 @@ def get_reproduction(name: str) -> Reproduction:
     return REPRODUCTIONS[name]
 
 
-BUDGETS = ("cpu", "paper")
+BUDGETS = ("quick", "cpu", "paper")  # quick: every reproduction tried in minutes
 
 
 @dataclass
@@ -252,7 +252,7 @@ def reproduction_experiment(
     reproduction: Reproduction, data_dir: Path, *, seeds: int, budget: str, methods: list[str] | None = None
 ) -> dict:
     """The experiment (as a mapping) that runs `methods` (default: every registered method) under the
-    paper's protocol. Learning methods get the budget (`cpu` or `paper`) as their config; classic
+    paper's protocol. Learning methods get the budget (`quick`, `cpu` or `paper`) as their config; classic
     strategies need none. The reference (1/N) is always included.
     """
     from trustfolio.methods import METHODS, make_method

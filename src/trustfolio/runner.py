@@ -35,6 +35,7 @@ from trustfolio.evaluation.backtest import backtest
 from trustfolio.evaluation.protocols import Window
 from trustfolio.experiment import Experiment, JobSpec, import_modules
 from trustfolio.methods import make_method
+from trustfolio.progress import ProgressReporter
 from trustfolio.provenance import code_version, environment
 from trustfolio.rundir import (
     WORK_DIR,
@@ -126,17 +127,8 @@ def run_experiment(
         shutil.rmtree(job_dir(run_dir, job.job_id), ignore_errors=True)  # leftovers of a killed or failed attempt
         groups.setdefault(job.group_id, []).append(job)
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[failed]} failed"),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, disable=not progress, transient=False) as bar:
-        task = bar.add_task(experiment.name, total=len(jobs), completed=len(summary.skipped), failed=0)
+    with ProgressReporter(experiment.name, len(jobs), completed=len(summary.skipped), unit="jobs", enabled=progress,
+                          transient=False, info="0 failed") as bar:  # fmt: skip
 
         def record(outcomes: list[tuple[str, str | None]]) -> None:
             for job_id, error in outcomes:
@@ -144,7 +136,7 @@ def run_experiment(
                     summary.finished.append(job_id)
                 else:
                     summary.failed[job_id] = error
-            bar.update(task, advance=len(outcomes), failed=len(summary.failed))
+            bar.update(advance=len(outcomes), info=f"{len(summary.failed)} failed")
 
         batches = list(groups.values())
         if batches and backend == "ray":

@@ -13,7 +13,8 @@ A loop (off-policy, MetaTrader's bilevel loop, a population or a two-level sched
 - **logs**: ``progress.csv`` every `log_every` steps and ``eval.csv`` at each evaluation (both cut
   back to the checkpoint's step on resume), TensorBoard event files when `tensorboard` is installed;
 - **evaluation callback** every `eval_every` steps (validation metrics, e.g. CR/AR/SR/MDD);
-- **progress bar** (rich), with the last validation Sharpe ratio.
+- **progress** (`trustfolio.progress`: a rich bar on a terminal, plain lines in a log), with the last
+  validation Sharpe ratio, and one line saying from which step a resumed run continues.
 
 A loop reads like this::
 
@@ -45,6 +46,7 @@ from torch import nn
 
 from trustfolio.errors import UserError
 from trustfolio.files import write_atomic
+from trustfolio.progress import ProgressReporter, note
 
 CHECKPOINT_FORMAT = 1
 CHECKPOINT_FILE, PROGRESS_FILE, EVAL_FILE = "checkpoint.pt", "progress.csv", "eval.csv"
@@ -209,13 +211,6 @@ def _tensorboard(out_dir: Path):
     return SummaryWriter(str(out_dir / "tensorboard"))
 
 
-def _progress_bar(disabled: bool):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    return Progress(*columns, disable=disabled, transient=True)
-
-
 # ---------------------------------------------------------------------------------------- the harness
 class TrainingRun:
     """One phase of one agent's training in `out_dir` (see the module docstring).
@@ -274,6 +269,8 @@ class TrainingRun:
         restore_global_random_states(saved["random"])
         self.step, self.seconds_before, self.last_eval = saved["step"], saved["seconds"], saved["last_eval"]
         self.resumed_from = self.step
+        if self.progress:
+            note(f"{self.label}: resumed from step {self.step} of {self.steps} (checkpoint {self.checkpoint_path})")
         return True
 
     def elapsed(self) -> float:
@@ -289,9 +286,9 @@ class TrainingRun:
         )
         self.eval_log = CsvLog(self.out_dir / EVAL_FILE, ["step", *EVAL_METRICS], self.resumed_from)
         self.board = _tensorboard(self.out_dir)
-        self.bar = _progress_bar(disabled=not self.progress)
+        self.bar = ProgressReporter(self.label, self.steps, completed=self.step, enabled=self.progress,
+                                    elapsed_before=self.seconds_before)  # fmt: skip
         self.bar.__enter__()
-        self.task = self.bar.add_task(self.label, total=self.steps, completed=self.step)
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -330,10 +327,10 @@ class TrainingRun:
             self._to_board("validation", self.last_eval, step)
             sharpe = self.last_eval.get("SR")
             if sharpe is not None:
-                self.bar.update(self.task, description=f"{self.label} (validation SR {sharpe:.2f})")
+                self.bar.update(label=f"{self.label} (validation SR {sharpe:.2f})")
         if self.due(self.checkpoint_every, step):
             self.checkpoint(step)
-        self.bar.update(self.task, completed=step)
+        self.bar.update(step)
 
     def checkpoint(self, step: int) -> None:
         payload = {

@@ -8,10 +8,13 @@ file raises `DataError` naming the file, the line and the column, and how to fix
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import json
+import logging
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -273,17 +276,18 @@ def load_yahoo(tickers: Sequence[str], start=None, end=None, cache_dir: str | Pa
     except ImportError as exc:
         raise UserError("yahoo: needs the yfinance package: pip install 'trustfolio[yahoo]'") from exc
     span = {"period": "max"} if first is None else {"start": str(first)}
-    try:  # yfinance's `end` is exclusive
-        frame = yfinance.download(
-            symbols,
-            **span,
-            end=str(last + 1),
-            auto_adjust=True,
-            actions=False,
-            progress=False,
-            group_by="column",
-            multi_level_index=True,
-        )
+    try:  # yfinance's `end` is exclusive; its log lines and warnings are noise here
+        with _quiet_yfinance():
+            frame = yfinance.download(
+                symbols,
+                **span,
+                end=str(last + 1),
+                auto_adjust=True,
+                actions=False,
+                progress=False,
+                group_by="column",
+                multi_level_index=True,
+            )
     except Exception as exc:  # network and parsing failures come in many types
         raise DataError(f"yahoo: download failed ({exc}); check the network and the ticker symbols") from exc
     panel = _panel_from_yfinance(frame, symbols, name)
@@ -308,6 +312,21 @@ def _panel_from_yfinance(frame: pd.DataFrame | None, symbols: list[str], name: s
         raise UserError(f"{name}: unknown tickers {', '.join(unknown)} (Yahoo Finance returned no prices)")
     dates = pd.DatetimeIndex(frame.index).tz_localize(None).to_numpy().astype("datetime64[D]")
     return Panel(dates=dates, tickers=tuple(symbols), calendar=Calendar.us(), name=name, **wide)
+
+
+@contextlib.contextmanager
+def _quiet_yfinance():
+    """yfinance logs "1 Failed download: ['XYZ']: possibly delisted" on stderr and pandas warns about
+    its calls; `_panel_from_yfinance` says the same in one line naming the tickers, so both are muted."""
+    logger = logging.getLogger("yfinance")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL + 1)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
 
 
 def _yahoo_cache_dir(cache_dir: str | Path | None) -> Path:

@@ -13,6 +13,15 @@ In the spirit of skfolio's `Portfolio`: a rich object whose metrics are properti
 - ``cash_share[i]`` cash / value at that close, i.e. ``1 - sum(weights[i])`` (0 for an index
   result, which is fully invested); derived from the weights, so saved results need no extra column.
 
+These attributes are numpy arrays (what metrics, statistics and the runner compute on). For pandas,
+the same data comes date-indexed: `values_series`, `returns_series` (from the second day: the first
+has no return), `weights_frame` (one column per ticker), `cash_series`, and `to_frame()` (every
+daily column). Why beside the arrays and not instead of them: ``result.values[-1]`` and
+``result.weights[20:, k]`` are positional numpy indexing all through the package, its tests and
+users' code, and on a date-indexed pandas object both raise `KeyError` (pandas 3 has no positional
+fallback); skfolio, the model for this class, likewise keeps ``Portfolio.returns`` an
+array beside ``returns_df``.
+
 Saved as ``daily.parquet`` (``date, value, return, costs, turnover, w_<ticker>…``) plus
 ``metrics.json`` (`write_metrics`, with one strategy and a ``backtest`` section holding ``label,
 tickers, trading_days_per_year, config``). In the file the
@@ -166,6 +175,33 @@ class BacktestResult:
         ax.set_ylabel("drawdown")
         ax.legend()
         return ax
+
+    # ------------------------------------------------------------------ pandas
+    @property
+    def index(self) -> pd.DatetimeIndex:
+        """The test days as a `pd.DatetimeIndex` named ``date``."""
+        return pd.DatetimeIndex(self.dates, name="date")
+
+    @property
+    def values_series(self) -> pd.Series:
+        """Portfolio value at each close (the first day: the initial capital), date-indexed."""
+        return pd.Series(self.values, index=self.index, name=self.label)
+
+    @property
+    def returns_series(self) -> pd.Series:
+        """Daily returns from the second day on (the first day has none), date-indexed: what
+        quantstats, empyrical or skfolio take as a strategy's returns."""
+        return pd.Series(self.returns[1:], index=self.index[1:], name=self.label)
+
+    @property
+    def weights_frame(self) -> pd.DataFrame:
+        """Weight of each stock at each close: dates × tickers (the rest is cash, `cash_series`)."""
+        return pd.DataFrame(self.weights, index=self.index, columns=pd.Index(self.tickers, name="ticker"))
+
+    @property
+    def cash_series(self) -> pd.Series:
+        """Share of the value held in cash at each close, date-indexed."""
+        return pd.Series(self.cash_share, index=self.index, name="cash")
 
     # ------------------------------------------------------------------ storage
     def to_frame(self) -> pd.DataFrame:

@@ -60,11 +60,12 @@ class MeanVariance:
         self._days += 1
         if not due:
             return obs.weights
-        self._target = self.fit_weights(obs.history.close)
+        self._target = self.fit_weights(obs.history.close, obs.history.tickers, obs.date)
         return self._target
 
-    def fit_weights(self, close: np.ndarray) -> np.ndarray:
-        """Weights fitted on the returns of the last `window` days of `close` (``float32[t+1, N]``)."""
+    def fit_weights(self, close: np.ndarray, tickers=None, date=None) -> np.ndarray:
+        """Weights fitted on the returns of the last `window` days of `close` (``float32[t+1, N]``);
+        `tickers` and `date` only word the warning of a failed fit."""
         n_stocks = close.shape[1]
         fallback = self._target if self._target is not None else equal_weights(n_stocks)
         prices = close[-(self.window + 1) :].astype(np.float64)
@@ -76,16 +77,25 @@ class MeanVariance:
             model.fit(returns)
             weights = np.asarray(model.weights_, dtype=np.float64)
         except Exception as exc:  # noqa: BLE001 - any solver failure must not stop a backtest
-            warnings.warn(
-                f"{self.name}: skfolio fit failed ({exc}); keeping the previous weights", stacklevel=2
-            )
+            warnings.warn(self._failure(exc, returns, tickers, date), stacklevel=2)
             return fallback
         if not np.isfinite(weights).all():
-            warnings.warn(
-                f"{self.name}: skfolio returned non-finite weights; keeping the previous weights",
-                stacklevel=2,
-            )
+            where = "" if date is None else f" on {date}"
+            warnings.warn(f"{self.name}{where}: skfolio returned non-finite weights; keeping the previous weights",
+                          stacklevel=2)  # fmt: skip
             return fallback
         # The solver's weights can be a hair negative or sum to 1 + 1e-15: make them a valid order.
         weights = np.clip(weights, 0.0, None)
         return weights / max(1.0, weights.sum())
+
+    def _failure(self, exc: Exception, returns: np.ndarray, tickers, date) -> str:
+        """One line: the day, and the stocks whose price did not move over the window (a variance of 0,
+        which skfolio cannot fit) by ticker, else skfolio's own message on one line."""
+        where = "" if date is None else f" on {date}"
+        flat = np.flatnonzero(~(np.nanstd(returns, axis=0) > 0))
+        if len(flat) and tickers is not None:
+            names = [str(tickers[j]) for j in flat[:5]] + ([f"{len(flat) - 5} more"] if len(flat) > 5 else [])
+            reason = f"the price of {', '.join(names)} did not move over the {len(returns)}-day window"
+        else:
+            reason = " ".join(str(exc).split())
+        return f"{self.name}{where}: skfolio fit failed ({reason}); keeping the previous weights"
