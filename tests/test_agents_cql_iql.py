@@ -34,15 +34,6 @@ from trustfolio.errors import UserError
 from trustfolio.strategies import make_strategy
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: on a shared 2-core machine, two threads contending make updates much slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # ---------------------------------------------------------------------------------------- CQL pieces
 def test_cql_penalty_by_hand_and_its_gradient_pushes_sampled_actions_down_and_data_up():
     q_sampled = torch.tensor([[1.0, 2.0, 0.0]], requires_grad=True)

@@ -12,14 +12,6 @@ from trustfolio.agents.ddpg import td_target
 from trustfolio.strategies import make_strategy
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # Seed 0 on two markets. DDPG is the less reliable learner: over seeds 0-2 x trending stocks 0-3 it
 # held the trending stock in 11 of 12 runs (SAC: 12 of 12); it can lock onto a driftless stock.
 @pytest.mark.parametrize("trending", [1, 3])

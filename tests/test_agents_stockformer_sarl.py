@@ -46,15 +46,6 @@ def config_of(name: str, **changes):
     return tiny_config(config_class, **{encoder_field: TINY_ENCODER, **changes})
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: on a shared 2-core machine, two threads contending make updates far slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def panel() -> Panel:
     return trending_market(TRENDING)[0]
@@ -68,7 +59,6 @@ def cache(tmp_path_factory):
 @pytest.fixture(scope="module")
 def states(panel, cache) -> dict[str, MarketStates]:
     """Both agents' states of `panel`, encoders fitted on days 0..TRAIN_END (cached in `cache`)."""
-    torch.set_num_threads(1)  # module fixtures run before the function-scoped thread fixture
     return {
         name: builder(
             panel, panel.dates[0], panel.dates[TRAIN_END], config_of(name), cache_dir=cache, progress=False

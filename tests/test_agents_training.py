@@ -22,14 +22,6 @@ from trustfolio.evaluation.protocols import Window
 from trustfolio.methods import make_method
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # ---------------------------------------------------------------------------------------- replay buffer
 def test_replay_buffer_wraps_around_and_gathers_market_states_by_day():
     market = torch.arange(10 * 6, dtype=torch.float32).reshape(10, 6)  # 10 days, N*D = 6

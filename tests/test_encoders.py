@@ -56,15 +56,6 @@ def planted_market(T: int = T, N: int = N, seed: int = 0) -> Panel:
                  volume=1e6 * np.exp(0.5 * standardized_forward_return(5)))  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny networks on a shared 2-core machine run faster on one thread; restored afterwards."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def panel() -> Panel:
     return planted_market()

@@ -6,7 +6,6 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-import torch
 
 from synthetic import corrupt_after, panel_from_prices
 from trustfolio.agents.evonash.config import EvoNashConfig
@@ -24,8 +23,6 @@ from trustfolio.agents.evonash.features import (
     regime_labels,
     trailing_return,
 )
-
-torch.set_num_threads(1)
 
 
 def random_panel(T: int = 330, N: int = 6, seed: int = 0, with_index: bool = True):

@@ -27,7 +27,6 @@ from trustfolio.agents.evonash.fitness import (
 from trustfolio.agents.evonash.game import payoff_matrix
 from trustfolio.agents.evonash.population import init_population
 
-torch.set_num_threads(1)
 D = torch.float64
 PNL = torch.tensor([[0.01, -0.02, 0.03, 0.0, -0.01, 0.02, 0.005, -0.04]], dtype=D)
 BENCH = torch.tensor([0.005, -0.01, 0.01, 0.0, 0.0, 0.01, 0.0, -0.01], dtype=D)

@@ -22,7 +22,6 @@ from trustfolio.agents.evonash.game import (
     theory_eta,
 )
 
-torch.set_num_threads(1)
 D = torch.float64
 HORIZONS = (50, 200, 800)
 RPS = torch.tensor([[0, -1, 1], [1, 0, -1], [-1, 1, 0]], dtype=D)

@@ -18,7 +18,6 @@ from trustfolio.agents.evonash.pnl import (
     vol_target_scale,
 )
 
-torch.set_num_threads(1)
 D = torch.float64
 
 # 2 stocks, 5 days: positions decided at each close, the return of each day, the volatility charged.

@@ -18,8 +18,6 @@ from trustfolio.agents.evonash.population import (
     risk_leverage,
 )
 
-torch.set_num_threads(1)
-
 
 def random_case(K=5, T=7, N=4, D=3, seed=0, config=None, dtype=torch.float64):
     config = config or EvoNashConfig()

@@ -4,6 +4,7 @@ checkpoint, and runs as a method of an experiment file."""
 
 from __future__ import annotations
 
+import importlib
 import re
 import shutil
 import sys
@@ -18,45 +19,37 @@ from trustfolio.agents.base import AgentData
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "reinforce_agent.py"
-sys.path.insert(0, str(EXAMPLE.parent))
-from reinforce_agent import ReinforceAgent, ReinforceConfig  # noqa: E402
 
 
-@pytest.fixture(autouse=True, scope="module")
-def registered_only_here():
-    """The example registers itself on import; other test modules see the built-in agents only."""
+@pytest.fixture(scope="module")
+def example(monkeypatch_module):
+    """The example module, imported (it registers the agent on import) for this file's tests only:
+    other test files see the built-in agents."""
     from trustfolio import methods
-    from trustfolio.agents.registry import AGENTS, register_agent
+    from trustfolio.agents.registry import AGENTS
 
-    register_agent("reinforce", ReinforceAgent, AGENTS["reinforce"][1], replace=True)
-    yield
-    AGENTS.pop("reinforce", None)
-    methods.METHODS.pop("reinforce", None)
-    methods._FACTORIES.pop("reinforce", None)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    monkeypatch_module.syspath_prepend(str(EXAMPLE.parent))
+    sys.modules.pop("reinforce_agent", None)
+    yield importlib.import_module("reinforce_agent")
+    sys.modules.pop("reinforce_agent", None)
+    for table in (AGENTS, methods.METHODS, methods._FACTORIES):
+        table.pop("reinforce", None)
 
 
-def test_the_doc_shows_the_example_file_verbatim_and_it_is_under_80_lines():
+def test_the_doc_shows_the_example_file_verbatim_and_it_is_under_80_lines(example):
     source = EXAMPLE.read_text()
     doc = (ROOT / "docs" / "architecture.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", doc, flags=re.S)
     assert source in blocks and len(source.splitlines()) < 80
 
 
-def test_it_learns_to_hold_the_trending_stock(tmp_path):
+def test_it_learns_to_hold_the_trending_stock(example, tmp_path):
     panel, states = trending_market(trending=2)
     data = AgentData(panel, states, 0, TRAIN_END, SIM)
-    config = ReinforceConfig(steps=200, checkpoint_every=200, log_every=50)
-    untrained = ReinforceAgent(panel.N, 5, config, seed=0)
+    config = example.ReinforceConfig(steps=200, checkpoint_every=200, log_every=50)
+    untrained = example.ReinforceAgent(panel.N, 5, config, seed=0)
     untrained.fit(data, steps=0, out_dir=tmp_path / "untrained", progress=False)
-    agent = ReinforceAgent(panel.N, 5, config, seed=0)
+    agent = example.ReinforceAgent(panel.N, 5, config, seed=0)
     summary = agent.fit(data, out_dir=tmp_path / "trained", progress=False)
     before = held_out_backtest(untrained.policy(states), panel)
     after = held_out_backtest(agent.policy(states), panel)
@@ -67,17 +60,17 @@ def test_it_learns_to_hold_the_trending_stock(tmp_path):
     assert after.CR > before.CR + 0.1
 
 
-def test_a_resumed_run_ends_exactly_as_an_uninterrupted_one(tmp_path):
+def test_a_resumed_run_ends_exactly_as_an_uninterrupted_one(example, tmp_path):
     panel, states = trending_market()
     data = AgentData(panel, states, 0, TRAIN_END, SIM)
-    config = ReinforceConfig(steps=12, checkpoint_every=6, log_every=3)
-    whole = ReinforceAgent(panel.N, 5, config, seed=3)
+    config = example.ReinforceConfig(steps=12, checkpoint_every=6, log_every=3)
+    whole = example.ReinforceAgent(panel.N, 5, config, seed=3)
     whole.fit(data, out_dir=tmp_path / "whole", progress=False)
-    halves = ReinforceAgent(panel.N, 5, config, seed=3)
+    halves = example.ReinforceAgent(panel.N, 5, config, seed=3)
     halves.fit(data, steps=6, out_dir=tmp_path / "halves", progress=False)
     checkpoint = tmp_path / "halves" / "checkpoint.pt"
     shutil.copy(checkpoint, tmp_path / "at-6.pt")
-    resumed = ReinforceAgent(panel.N, 5, config, seed=3)  # a new process would start from scratch too
+    resumed = example.ReinforceAgent(panel.N, 5, config, seed=3)  # a new process would start from scratch too
     summary = resumed.fit(data, out_dir=tmp_path / "halves", progress=False)
 
     assert summary.resumed_from == 6 and resumed.updates == whole.updates == 12
@@ -88,7 +81,7 @@ def test_a_resumed_run_ends_exactly_as_an_uninterrupted_one(tmp_path):
     ).metrics()
 
 
-def test_it_runs_in_an_experiment_file(tmp_path):
+def test_it_runs_in_an_experiment_file(example, tmp_path):
     from trustfolio.runner import Experiment, load_finished_jobs, run_experiment
 
     experiment = Experiment.from_dict({

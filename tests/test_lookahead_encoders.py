@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from trustfolio.data.features import build_features
 from trustfolio.data.panel import Panel
@@ -52,14 +51,6 @@ def with_garbage_after(panel: Panel, t: int, seed: int) -> Panel:
     return replace(panel, **{k: np.concatenate([panel.field(k)[: t + 1], v]) for k, v in garbage.items()})
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def panel() -> Panel:
     return random_market()
@@ -76,7 +67,6 @@ def inputs_of(panel: Panel, window: dict, cache_dir: Path):
 
 @pytest.fixture(scope="module", params=list(CONFIGS))
 def fitted(request, panel: Panel, window: dict, tmp_path_factory: pytest.TempPathFactory):
-    torch.set_num_threads(1)  # module fixtures run before the function-scoped thread fixture
     inputs = inputs_of(panel, window, tmp_path_factory.mktemp("features"))
     encoder = fit_encoder(inputs, CONFIGS[request.param], progress=False)
     return encoder, inputs, compute_states(encoder, inputs, progress=False)

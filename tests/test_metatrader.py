@@ -41,14 +41,6 @@ from trustfolio.market.transforms import (
 TINY_ENCODER = dict(lookback=8, out_dim=2, max_epochs=1, steps_per_epoch=5, batch_size=8, validation_days=8)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_config(**changes) -> MetaTraderConfig:
     values = dict(
         hidden_sizes=(16, 16), num_envs=4, steps=12, finetune_steps=4, batch_size=8, subsets_per_step=3,

@@ -23,14 +23,6 @@ from trustfolio.evaluation import BacktestResult, OverestimationResult, value_ov
 from trustfolio.evaluation.overestimation import discounted_returns
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def market():
     return trending_market()

@@ -33,14 +33,6 @@ SMALL = {
 }
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # ---------------------------------------------------------------------------------------- 1. names and paths
 @pytest.mark.parametrize("name", ["../../somewhere", "a/b", "..", "/abs", "", "sp ace", ".hidden"])
 def test_unsafe_experiment_names_are_refused(name):
