@@ -22,9 +22,8 @@ from trustfolio.agents.sarl import (
     SARLAgent,
     SARLConfig,
     augment_with_predictions,
-    sarl_states,
 )
-from trustfolio.agents.stockformer import StockFormerAgent, StockFormerConfig, stockformer_states
+from trustfolio.agents.stockformer import StockFormerAgent, StockFormerConfig
 from trustfolio.data.features import STATE_COLUMNS, MarketStates, build_features
 from trustfolio.data.panel import Panel
 from trustfolio.encoders import EncoderConfig, encode
@@ -36,8 +35,8 @@ TRENDING, LOOKBACK = 2, 8
 TINY_ENCODER = dict(lookback=LOOKBACK, out_dim=4, max_epochs=2, steps_per_epoch=10, batch_size=16,
                     validation_days=8)  # fmt: skip
 AGENTS = {  # name -> (agent class, config class, field holding the encoder overrides, state builder)
-    "stockformer": (StockFormerAgent, StockFormerConfig, "encoder", stockformer_states),
-    "sarl": (SARLAgent, SARLConfig, "predictor", sarl_states),
+    "stockformer": (StockFormerAgent, StockFormerConfig, "encoder", StockFormerAgent.market_states),
+    "sarl": (SARLAgent, SARLConfig, "predictor", SARLAgent.market_states),
 }
 
 
@@ -138,9 +137,9 @@ def with_garbage_after(panel: Panel, t: int, seed: int) -> Panel:
 def test_sarl_states_up_to_t_ignore_everything_after_t(panel, t, tmp_path):
     config = config_of("sarl", predictor={**TINY_ENCODER, "hidden": 16})  # the light encoder
     window = (panel.dates[0], panel.dates[TRAIN_END])
-    reference = sarl_states(panel, *window, config, cache_dir=tmp_path, progress=False).h
-    spoiled = sarl_states(with_garbage_after(panel, t, seed=t), *window, config, cache_dir=tmp_path,
-                          progress=False).h  # fmt: skip
+    reference = SARLAgent.market_states(panel, *window, config, cache_dir=tmp_path, progress=False).h
+    spoiled_panel = with_garbage_after(panel, t, seed=t)
+    spoiled = SARLAgent.market_states(spoiled_panel, *window, config, cache_dir=tmp_path, progress=False).h
     forecasts = slice(len(STATE_COLUMNS), None)
     assert np.array_equal(spoiled[: t + 1, :, forecasts], reference[: t + 1, :, forecasts])
     assert np.array_equal(spoiled[: t + 1], reference[: t + 1])

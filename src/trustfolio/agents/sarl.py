@@ -87,36 +87,6 @@ def augment_with_predictions(
     )
 
 
-def sarl_states(
-    panel: Panel,
-    train_start: Any,
-    train_end: Any,
-    config: SARLConfig | None = None,
-    *,
-    cache_dir: str | Path | None = None,
-    progress: bool = True,
-) -> MarketStates:
-    """SARL's market states `h[T, N, 13 + 2]`: FinRL-SAC's raw features ‖ the predictor's 1-day and
-    5-day return forecasts (scaled, see `augment_with_predictions`). Features, normalizer and
-    predictor are fitted on ``[train_start, train_end]`` only; cached in `cache_dir` (default
-    ``<cache_root>``)."""
-    config = config or SARLConfig()
-    features_dir = None if cache_dir is None else Path(cache_dir) / "features"
-    features = build_features(panel, train_start=train_start, train_end=train_end, cache_dir=features_dir)
-    encoded = encode(
-        panel,
-        config.predictor_config(),
-        train_start=train_start,
-        train_end=train_end,
-        features=features,
-        cache_dir=cache_dir,
-        progress=progress,
-    )
-    predictions = np.stack([encoded.short_term, encoded.long_term], axis=-1)
-    i0, i1 = panel.span(train_start, train_end)
-    return augment_with_predictions(features.market_states(), predictions, (i0, i1), config.prediction_clip)
-
-
 class SARLAgent(SACAgent):
     """SAC on raw features augmented with predicted movement (same networks and updates as `SACAgent`)."""
 
@@ -126,11 +96,26 @@ class SARLAgent(SACAgent):
     budgets = with_paper_settings(PAPER_SAC, predictor_budget=lambda budget: "quick" if budget == "quick" else "paper")
 
     @classmethod
-    def market_states(
-        cls, panel: Panel, train_start: Any, train_end: Any, config: SARLConfig, **options: Any
-    ) -> MarketStates:
-        """The states this agent trades on: `sarl_states` (`options`: ``cache_dir``, ``progress``)."""
-        return sarl_states(panel, train_start, train_end, config, **options)
+    def market_states(cls, panel: Panel, train_start: Any, train_end: Any, config: SARLConfig, *,
+                      cache_dir: str | Path | None = None, progress: bool = True) -> MarketStates:  # fmt: skip
+        """SARL's market states `h[T, N, 13 + 2]`: FinRL-SAC's raw features ‖ the predictor's 1-day and
+        5-day return forecasts (scaled, see `augment_with_predictions`). Features, normalizer and
+        predictor are fitted on ``[train_start, train_end]`` only; cached in `cache_dir` (default
+        ``<cache_root>``)."""
+        features_dir = None if cache_dir is None else Path(cache_dir) / "features"
+        features = build_features(panel, train_start=train_start, train_end=train_end, cache_dir=features_dir)
+        encoded = encode(
+            panel,
+            config.predictor_config(),
+            train_start=train_start,
+            train_end=train_end,
+            features=features,
+            cache_dir=cache_dir,
+            progress=progress,
+        )
+        predictions = np.stack([encoded.short_term, encoded.long_term], axis=-1)
+        i0, i1 = panel.span(train_start, train_end)
+        return augment_with_predictions(features.market_states(), predictions, (i0, i1), config.prediction_clip)
 
 
-__all__ = ["PREDICTION_COLUMNS", "SARLAgent", "SARLConfig", "augment_with_predictions", "sarl_states"]
+__all__ = ["PREDICTION_COLUMNS", "SARLAgent", "SARLConfig", "augment_with_predictions"]

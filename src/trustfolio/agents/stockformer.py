@@ -10,7 +10,7 @@ last part), frozen, and applied to the whole timeline in one cached pass (paper-
 § "Encoders"). Row t depends on data up to the close of t only.
 
 The encoder is part of the agent's config (`encoder_budget`, `encoder_kind`, `encoder`), so a saved
-agent knows which states it was trained on, and `stockformer_states(panel, start, end, config)`
+agent knows which states it was trained on, and `StockFormerAgent.market_states(panel, start, end, config)`
 rebuilds them for evaluation. The encoder's own seed is fixed by its config (default 0), not by the
 agent's seed: like the paper's pretrained StockFormer, one frozen encoder serves every agent seed,
 and its cache is shared by them.
@@ -19,7 +19,6 @@ and its cache is shared by them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from pathlib import Path
 from typing import Any
 
 from trustfolio.agents.off_policy import with_paper_settings
@@ -72,29 +71,6 @@ class StockFormerConfig(SACConfig):
         return encoder_config(self.encoder_budget, self.encoder_kind, self.encoder, "stockformer: encoder")
 
 
-def stockformer_states(
-    panel: Panel,
-    train_start: Any,
-    train_end: Any,
-    config: StockFormerConfig | None = None,
-    *,
-    cache_dir: str | Path | None = None,
-    progress: bool = True,
-) -> MarketStates:
-    """The StockFormer market states `h[T, N, 3 * out_dim]` of `panel`, columns ``relat:k``, ``long:k``,
-    ``short:k``; the encoder is pretrained on ``[train_start, train_end]`` only (cached in `cache_dir`,
-    default ``<cache_root>/encoders``). Days before the encoder's `lookback` have all-zero states."""
-    config = config or StockFormerConfig()
-    return encode_market(
-        panel,
-        config.encoder_config(),
-        train_start=train_start,
-        train_end=train_end,
-        cache_dir=cache_dir,
-        progress=progress,
-    )
-
-
 class StockFormerAgent(SACAgent):
     """SAC on the StockFormer encoder's states (same networks, losses and updates as `SACAgent`)."""
 
@@ -105,11 +81,14 @@ class StockFormerAgent(SACAgent):
     budgets = with_paper_settings(PAPER_SAC, encoder_budget=lambda budget: budget)
 
     @classmethod
-    def market_states(
-        cls, panel: Panel, train_start: Any, train_end: Any, config: StockFormerConfig, **options: Any
-    ) -> MarketStates:
-        """The states this agent trades on: `stockformer_states` (`options`: ``cache_dir``, ``progress``)."""
-        return stockformer_states(panel, train_start, train_end, config, **options)
+    def market_states(cls, panel: Panel, train_start: Any, train_end: Any, config: StockFormerConfig,
+                      **options: Any) -> MarketStates:  # fmt: skip
+        """The StockFormer market states `h[T, N, 3 * out_dim]` of `panel`, columns ``relat:k``,
+        ``long:k``, ``short:k``; the encoder is pretrained on ``[train_start, train_end]`` only (cached;
+        `options`: ``cache_dir`` (default ``<cache_root>/encoders``), ``progress``). Days before the
+        encoder's `lookback` have all-zero states."""
+        return encode_market(panel, config.encoder_config(), train_start=train_start, train_end=train_end,
+                             **options)  # fmt: skip
 
 
-__all__ = ["StockFormerAgent", "StockFormerConfig", "encoder_config", "stockformer_states"]
+__all__ = ["StockFormerAgent", "StockFormerConfig", "encoder_config"]
