@@ -19,7 +19,7 @@ from test_cli import assert_one_line_error, run_cli
 from trustfolio import provenance
 from trustfolio.agent_runs import default_run_dir, evaluate_run, train_agent
 from trustfolio.data.loaders import load_dataset
-from trustfolio.errors import UserError
+from trustfolio.errors import DataError, UserError
 from trustfolio.experiment import Experiment
 from trustfolio.files import write_atomic
 from trustfolio.rundir import RUN_FILE, inside, safe_name
@@ -129,3 +129,21 @@ def test_a_rerun_refuses_to_mix_results_of_other_data(tmp_path):
     with pytest.raises(UserError, match="other data"):
         run_experiment(experiment, tmp_path / "run", workers=1, progress=False)
     assert isinstance(pd.read_csv(path), pd.DataFrame)
+
+
+def test_an_experiment_on_spiked_data_is_refused_in_one_line_unless_it_says_otherwise(tmp_path):
+    frame = load_dataset("sp500").slice("2018-01-01", "2020-03-31").to_frame().reset_index()
+    ticker = frame["ticker"].iloc[0]
+    spiked = frame.index[(frame["ticker"] == ticker) & (frame["date"] == frame["date"].unique()[300])]
+    frame.loc[spiked, "close"] *= 100.0
+    path = tmp_path / "prices.csv"
+    frame.to_csv(path, index=False)
+    experiment = {**SMALL, "name": "spiked", "dataset": f"table:{path}"}
+    with pytest.raises(DataError, match=ticker) as refused:
+        run_experiment(Experiment.from_dict(experiment), tmp_path / "run", workers=1, progress=False)
+    assert "\n" not in str(refused.value) and not (tmp_path / "run").exists()
+    warned = run_experiment(Experiment.from_dict({**experiment, "on_outliers": "warn"}), tmp_path / "run",
+                            workers=1, progress=False)  # fmt: skip
+    assert warned.ok
+    with pytest.raises(UserError, match="on_outliers"):
+        Experiment.from_dict({**experiment, "on_outliers": "drop"})

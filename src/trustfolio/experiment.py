@@ -13,6 +13,7 @@ with their configs (`trustfolio.methods`), seeds and cost multiples:
     reference: equal-weight              # what the statistics test the others against
     backtest: {initial_cash: 1000000}    # optional `backtest` options: initial_cash, fill, round_lots, hmax
     imports: [my_agents]                 # optional modules that register extra methods
+    on_outliers: fail                    # one-day spikes / stale prices: fail (default) | warn | clip
 
 It expands to one `JobSpec` per method × window × seed × cost multiple; deterministic methods (the
 classic strategies, ridge predict-then-hold, and boosted trees on windows of at most 200,000
@@ -29,6 +30,7 @@ from typing import Any
 import yaml
 
 from trustfolio.agents.registry import AGENTS
+from trustfolio.data.cleaning import OUTLIER_POLICIES
 from trustfolio.errors import UserError
 from trustfolio.evaluation.protocols import Window, resolve_protocol, windows_from_config
 from trustfolio.methods import METHODS, is_deterministic, is_method, make_method
@@ -57,6 +59,7 @@ class JobSpec:
     dataset: str
     deterministic: bool = False  # True: a seed-independent method, run on seed 0 only
     backtest: dict[str, Any] = field(default_factory=dict)  # extra `backtest` options
+    on_outliers: str = "fail"  # what cleaning does with one-day spikes and stale prices (`clean`)
 
     @property
     def group_id(self) -> str:
@@ -87,6 +90,7 @@ class JobSpec:
             "dataset",
             "deterministic",
             "backtest",
+            "on_outliers",
         )
         return cls(window=Window.from_dict(data["window"]), **{k: data[k] for k in keys if k in data})
 
@@ -106,6 +110,7 @@ class Experiment:
     reference: str | None = "equal-weight"  # the method others are tested against (None: no tests)
     backtest: dict[str, Any] = field(default_factory=dict)  # initial_cash, fill, round_lots, hmax
     imports: list[str] = field(default_factory=list)  # modules that register extra methods
+    on_outliers: str = "fail"  # cleaning's answer to one-day spikes and stale prices: fail | warn | clip
 
     def __post_init__(self) -> None:
         self.name = safe_name(self.name, "name")  # it names the run directory
@@ -126,6 +131,8 @@ class Experiment:
             raise UserError(
                 f"reference: {self.reference!r} is not among the methods ({', '.join(names)}); add it"
             )
+        if self.on_outliers not in OUTLIER_POLICIES:
+            raise UserError(f"on_outliers: expected one of {', '.join(OUTLIER_POLICIES)}, got {self.on_outliers!r}")
         self.backtest = _check_backtest(self.backtest)
 
     @classmethod
@@ -198,6 +205,7 @@ class Experiment:
                             dataset=self.dataset,
                             deterministic=deterministic,
                             backtest=self.backtest,
+                            on_outliers=self.on_outliers,
                         )
                         jobs.append(spec)
         return jobs

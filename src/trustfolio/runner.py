@@ -110,6 +110,8 @@ def run_experiment(
     jobs = experiment.jobs(
         panel.dates, trading_days_per_year=panel.calendar.trading_days_per_year, n_stocks=panel.N
     )
+    for window in dict.fromkeys(job.window for job in jobs):  # bad data: one line, before anything is written
+        _cleaned_panel(experiment.dataset, _file_stamp(experiment.dataset), window, experiment.on_outliers)
     run_dir = Path(run_dir)
     # What produced the results (a rerun by other code or on other data is refused); jobs run on one
     # torch thread per worker process (`_init_worker`), or in this process with one thread too.
@@ -168,7 +170,7 @@ def run_job_group(
     run_dir, first = Path(run_dir), jobs[0]
     try:
         import_modules(imports)
-        panel, cleaning = _cleaned_panel(first.dataset, _file_stamp(first.dataset), first.window)
+        panel, cleaning = _cleaned_panel(first.dataset, _file_stamp(first.dataset), first.window, first.on_outliers)
         method = make_method(first.method, first.method_config)
         started = time.perf_counter()
         work_dir = run_dir / WORK_DIR / first.group_id
@@ -300,11 +302,12 @@ def _load_panel_cached(dataset: str, stamp):  # stamp: a changed file is loaded 
 
 
 @functools.lru_cache(maxsize=16)
-def _cleaned_panel(dataset: str, stamp, window: Window):
+def _cleaned_panel(dataset: str, stamp, window: Window, on_outliers: str):
     """The panel a job trades (cut after the test's last day, stocks kept by training days only)
     and the cleaning report."""
     raw = _load_panel_cached(dataset, stamp)
-    return clean(raw.slice(None, window.test_end), train_start=window.train_start, train_end=window.train_end)
+    return clean(raw.slice(None, window.test_end), train_start=window.train_start, train_end=window.train_end,
+                 on_outliers=on_outliers)  # fmt: skip
 
 
 def _file_stamp(dataset: str):
