@@ -17,8 +17,11 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 EVERY_PERCENT = 10.0
 EVERY_SECONDS = 30.0
@@ -154,4 +157,12 @@ class ProgressReporter:
         return due
 
 
-__all__ = ["EVERY_PERCENT", "EVERY_SECONDS", "ProgressReporter", "duration", "interactive", "note"]
+def track(items: Sequence[T], label: str, *, unit: str = "items", enabled: bool = True) -> Iterator[T]:
+    """Iterate over `items`, reporting progress as `ProgressReporter` does (a bar or plain lines)."""
+    with ProgressReporter(label, len(items), unit=unit, enabled=enabled) as reporter:
+        for item in items:
+            yield item
+            reporter.update(advance=1)
+
+
+__all__ = ["EVERY_PERCENT", "EVERY_SECONDS", "ProgressReporter", "duration", "interactive", "note", "track"]

@@ -46,6 +46,7 @@ from trustfolio.market.transforms import (
     subset_starts,
     transform_path,
 )
+from trustfolio.progress import track
 
 N_FIELDS, N_INDICATORS = len(FIELDS), len(INDICATORS)
 
@@ -133,8 +134,6 @@ def build_subsets(
 
     Only days ``<= spec.last`` are read: the rows after it are cut off before any transform runs.
     """
-    from rich.progress import Progress
-
     unknown = sorted(set(spec.transforms + spec.alternatives) - set(TRANSFORMS))
     if unknown:
         raise UserError(f"unknown transform(s) {', '.join(unknown)}; choose from {', '.join(TRANSFORMS)}")
@@ -147,33 +146,32 @@ def build_subsets(
     T, A = spec.length, len(spec.alternatives)
     states, close, alt_states, alt_close = [], [], [], []
     relational = torch.from_numpy(inputs.relational)
-    with Progress(disable=not progress, transient=True) as bar:
-        for n, start in bar.track(jobs, description="encoding MetaTrader's subsets"):
-            name = ("F0", *spec.transforms)[n]
-            rows, path = transform_path(name, history, start, T, context, spec.params)
-            # row 0 has no previous row in the path; it is context only and never inside a window
-            previous = np.concatenate([path[:1], path[:-1]])
-            temporal = torch.from_numpy(temporal_rows(path, previous, rows, inputs, features))
-            slice_positions = np.arange(context, context + T)
-            windows = _windows(temporal, slice_positions, lookback)
-            states.append(encode_windows(fitted, windows, relational[rows[slice_positions]]))
-            close.append(torch.from_numpy(path[slice_positions, :, CLOSE]))
-            # The simulated next days of each transition k -> k+1 of the slice.
-            if A:
-                k = slice_positions[:-1]
-                alt_paths, alt_sources = _alternative_rows(spec, path, rows, k)
-                alt_previous = np.broadcast_to(path[k][:, None], alt_paths.shape)
-                alt_temporal = torch.from_numpy(
-                    temporal_rows(alt_paths, alt_previous, alt_sources, inputs, features)
-                )  # [T-1, A, N, F]
-                history_windows = _windows(temporal, k, lookback - 1)  # [T-1, N, L-1, F]
-                windows = torch.cat(
-                    [history_windows.unsqueeze(1).expand(-1, A, -1, -1, -1),
-                     alt_temporal.unsqueeze(3)], dim=3)  # fmt: skip
-                alt_rel = relational[torch.from_numpy(alt_sources.reshape(-1))]
-                encoded = encode_windows(fitted, windows.flatten(0, 1), alt_rel)
-                alt_states.append(encoded.reshape(len(k), A, -1))
-                alt_close.append(torch.from_numpy(alt_paths[..., CLOSE]))
+    for n, start in track(jobs, "encoding MetaTrader's subsets", unit="subsets", enabled=progress):
+        name = ("F0", *spec.transforms)[n]
+        rows, path = transform_path(name, history, start, T, context, spec.params)
+        # row 0 has no previous row in the path; it is context only and never inside a window
+        previous = np.concatenate([path[:1], path[:-1]])
+        temporal = torch.from_numpy(temporal_rows(path, previous, rows, inputs, features))
+        slice_positions = np.arange(context, context + T)
+        windows = _windows(temporal, slice_positions, lookback)
+        states.append(encode_windows(fitted, windows, relational[rows[slice_positions]]))
+        close.append(torch.from_numpy(path[slice_positions, :, CLOSE]))
+        # The simulated next days of each transition k -> k+1 of the slice.
+        if A:
+            k = slice_positions[:-1]
+            alt_paths, alt_sources = _alternative_rows(spec, path, rows, k)
+            alt_previous = np.broadcast_to(path[k][:, None], alt_paths.shape)
+            alt_temporal = torch.from_numpy(
+                temporal_rows(alt_paths, alt_previous, alt_sources, inputs, features)
+            )  # [T-1, A, N, F]
+            history_windows = _windows(temporal, k, lookback - 1)  # [T-1, N, L-1, F]
+            windows = torch.cat(
+                [history_windows.unsqueeze(1).expand(-1, A, -1, -1, -1),
+                 alt_temporal.unsqueeze(3)], dim=3)  # fmt: skip
+            alt_rel = relational[torch.from_numpy(alt_sources.reshape(-1))]
+            encoded = encode_windows(fitted, windows.flatten(0, 1), alt_rel)
+            alt_states.append(encoded.reshape(len(k), A, -1))
+            alt_close.append(torch.from_numpy(alt_paths[..., CLOSE]))
     S = len(jobs)
     device = torch.device(device)
     if not A:

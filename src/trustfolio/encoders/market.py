@@ -36,6 +36,7 @@ from trustfolio.encoders.config import BRANCHES, EncoderConfig
 from trustfolio.encoders.inputs import EncoderInputs, build_inputs, gather_windows
 from trustfolio.encoders.pretrain import FittedEncoder, fit_encoder
 from trustfolio.errors import UserError
+from trustfolio.progress import track
 
 FORMAT_VERSION = 1  # bump when a computation here or in the models changes, so old cache files are not reused
 
@@ -88,18 +89,15 @@ def compute_states(
     fitted: FittedEncoder, inputs: EncoderInputs, *, progress: bool = True
 ) -> tuple[np.ndarray, ...]:
     """`encode_days` over the whole timeline in fixed chunks: (h[T,N,D], long[T,N], short[T,N])."""
-    from rich.progress import Progress
-
     config = fitted.config
     first = config.lookback - 1
     h = np.zeros((inputs.T, inputs.N, config.state_dim), dtype=np.float32)
     long_term = np.full((inputs.T, inputs.N), np.nan, dtype=np.float32)
     short_term = np.full((inputs.T, inputs.N), np.nan, dtype=np.float32)
     starts = range(first, inputs.T, config.inference_batch_days)
-    with Progress(disable=not progress, transient=True) as bar:
-        for start in bar.track(starts, description="encoding market states"):
-            days = np.arange(start, min(start + config.inference_batch_days, inputs.T))
-            h[days], long_term[days], short_term[days] = encode_days(fitted, inputs, days)
+    for start in track(starts, "encoding market states", unit="chunks", enabled=progress):
+        days = np.arange(start, min(start + config.inference_batch_days, inputs.T))
+        h[days], long_term[days], short_term[days] = encode_days(fitted, inputs, days)
     return h, long_term, short_term
 
 
